@@ -1,0 +1,85 @@
+/* fusedloss C API: one function per loss and precision, plain pointers + sizes.
+ *
+ * Every kernel computes the loss and, optionally, its gradient in one pass over
+ * contiguous data.  Conventions shared by all entry points:
+ *   - sizes are fl_index (ptrdiff_t), so arrays beyond 2^31 elements work;
+ *   - loss_out (per row / per element losses) may be NULL;
+ *   - grad may be NULL (loss only), or may be exactly the logits/input pointer
+ *     (the gradient then overwrites it in place); no other aliasing is allowed;
+ *   - every gradient value is multiplied by grad_scale (1/denominator for a
+ *     mean reduction, 1 otherwise);
+ *   - the return value is the sum of the per-row / per-element losses,
+ *     accumulated in double over fixed chunks combined in a fixed order, so it
+ *     does not depend on n_threads;
+ *   - inputs are assumed valid (the Python layer validates); no kernel
+ *     allocates, raises, or reads outside the sizes it is given.
+ */
+#ifndef FUSEDLOSS_H
+#define FUSEDLOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t fl_index;
+
+/* Broadcast description of an optional weight over a flat element index i:
+ *   weight(i) = ptr[(i / cols) * rs + (i % cols) * cs],  cs in {0, 1}.
+ * ptr == NULL means every weight is 1. */
+typedef struct {
+    const void *ptr;
+    fl_index cols;
+    fl_index rs;
+    fl_index cs;
+} fl_bcast;
+
+#define FL_DECLARE(T, S)                                                                     \
+    /* Checks class-index targets.  Returns -1 when every target is in [0, n_classes) or  \
+     * equals ignore_index, else the flat position of the first one that is not.  On      \
+     * success *denom is the sum of weight[t] (the count when weight is NULL) over the     \
+     * targets that are not ignored. */                                                    \
+    fl_index fl_ce_check_targets_##S(const int64_t *target, fl_index n_rows,                 \
+                                     fl_index n_classes, int64_t ignore_index,              \
+                                     const T *weight, double *denom);                       \
+    /* Softmax cross-entropy with class-index targets over n_rows x n_classes logits. */   \
+    double fl_ce_index_##S(const T *logits, const int64_t *target, fl_index n_rows,          \
+                           fl_index n_classes, const T *weight, int64_t ignore_index,       \
+                           double label_smoothing, double grad_scale, T *loss_out, T *grad, \
+                           int n_threads);                                                  \
+    /* Softmax cross-entropy with class-probability targets (same shape as logits). */     \
+    double fl_ce_prob_##S(const T *logits, const T *target, fl_index n_rows,                 \
+                          fl_index n_classes, const T *weight, double label_smoothing,      \
+                          double grad_scale, T *loss_out, T *grad, int n_threads);          \
+    /* Binary cross-entropy with logits; weight and pos_weight are broadcast views. */     \
+    double fl_bce_##S(const T *logits, const T *target, fl_index n, fl_bcast weight,         \
+                      fl_bcast pos_weight, double grad_scale, T *loss_out, T *grad,         \
+                      int n_threads);                                                       \
+    /* Sigmoid focal loss; alpha < 0 disables the alpha weighting. */                      \
+    double fl_focal_##S(const T *logits, const T *target, fl_index n, double alpha,          \
+                        double gamma, double grad_scale, T *loss_out, T *grad,              \
+                        int n_threads);                                                     \
+    /* Huber loss (delta > 0); the gradient is with respect to input. */                   \
+    double fl_huber_##S(const T *input, const T *target, fl_index n, double delta,           \
+                        double grad_scale, T *loss_out, T *grad, int n_threads);            \
+    /* Smooth-L1 loss (beta >= 0; beta == 0 is L1 with sign(0) == 0). */                   \
+    double fl_smooth_l1_##S(const T *input, const T *target, fl_index n, double beta,        \
+                            double grad_scale, T *loss_out, T *grad, int n_threads);
+
+FL_DECLARE(float, f32)
+FL_DECLARE(double, f64)
+
+#undef FL_DECLARE
+
+/* Build and runtime information. */
+const char *fl_compiler(void);
+const char *fl_simd_compiled(void);
+const char *fl_simd_selected(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEDLOSS_H */

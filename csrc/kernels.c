@@ -1,0 +1,53 @@
+/* Instantiates every loss kernel for float32 and float64.
+ *
+ * The kernel bodies live in one .inc file per loss family and are written
+ * once, generically over FL_T; this file includes them once per precision
+ * with the matching libm functions.  Everything except the fl_* entry points
+ * declared in fusedloss.h is static.
+ */
+#include "fusedloss.h"
+#include "runtime.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Elements per inner block of the element-wise kernels (stack buffers). */
+#define FL_BLOCK ((fl_index)256)
+
+static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a : b; }
+
+/* ---- float32 ---------------------------------------------------------- */
+#define FL_T float
+#define FL_SFX(name) name##_f32
+#define FL_EXP expf
+#define FL_LOG logf
+#define FL_LOG1P log1pf
+#define FL_POW powf
+#include "fl_math.h"
+#include "softmax_ce.inc"
+#include "binary.inc"
+#include "regression.inc"
+#undef FL_T
+#undef FL_SFX
+#undef FL_EXP
+#undef FL_LOG
+#undef FL_LOG1P
+#undef FL_POW
+
+/* ---- float64 ---------------------------------------------------------- */
+#define FL_T double
+#define FL_SFX(name) name##_f64
+#define FL_EXP exp
+#define FL_LOG log
+#define FL_LOG1P log1p
+#define FL_POW pow
+#include "fl_math.h"
+#include "softmax_ce.inc"
+#include "binary.inc"
+#include "regression.inc"
+#undef FL_T
+#undef FL_SFX
+#undef FL_EXP
+#undef FL_LOG
+#undef FL_LOG1P
+#undef FL_POW

@@ -1,0 +1,17 @@
+/* Internal runtime shared by the kernels: the fixed work partition that makes
+ * loss sums independent of the thread count. Not part of the public C API. */
+#ifndef FL_RUNTIME_H
+#define FL_RUNTIME_H
+
+#include "fusedloss.h"
+
+/* Sums fn(ctx, begin, end) over a partition of [0, n_units) into at most
+ * FL_MAX_SEGMENTS contiguous segments.  The partition depends only on n_units
+ * and unit_cost (elements per unit), and the segment sums are added in
+ * segment order, so the result is the same for every n_threads. */
+#define FL_MAX_SEGMENTS 64
+typedef double (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end);
+double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
+                       int n_threads);
+
+#endif

@@ -1,0 +1,74 @@
+"""Library-wide settings: the default thread count, and build information."""
+import os
+import sys
+
+from ._version import __version__
+
+_MAX_THREADS = 1024
+_num_threads = None  # None: not set by the user; resolved lazily
+
+
+def _usable_cores():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_threads():
+    env = os.environ.get("FUSEDLOSS_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return min(n, _MAX_THREADS)
+    return min(_usable_cores(), _MAX_THREADS)
+
+
+def _check_threads(n, name="n_threads"):
+    try:
+        n = int(n.__index__())
+    except AttributeError:
+        raise TypeError(f"{name} must be an integer or None, got {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return min(n, _MAX_THREADS)
+
+
+def set_num_threads(n):
+    """Sets the default number of threads the kernels may use (n >= 1)."""
+    global _num_threads
+    _num_threads = _check_threads(n, "n")
+
+
+def get_num_threads():
+    """The default number of threads: set_num_threads(), else FUSEDLOSS_NUM_THREADS,
+    else the number of usable cores."""
+    return _num_threads if _num_threads is not None else _default_threads()
+
+
+def resolve_threads(n_threads):
+    if n_threads is None:
+        return get_num_threads()
+    return _check_threads(n_threads)
+
+
+def show_config(file=None):
+    """Prints the version, compiler, SIMD targets and thread default."""
+    import numpy as np
+
+    from . import _kernels
+
+    compiler, compiled, selected = _kernels.build_info()
+    lines = [
+        f"fusedloss {__version__}",
+        f"  python:        {sys.version.split()[0]} ({sys.platform})",
+        f"  numpy:         {np.__version__}",
+        f"  compiler:      {compiler}",
+        f"  SIMD compiled: {compiled}",
+        f"  SIMD selected: {selected}",
+        f"  threads:       {get_num_threads()} (default; usable cores {_usable_cores()})",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)

@@ -1,0 +1,213 @@
+# cython: freethreading_compatible = True
+"""Thin bridge from validated NumPy arrays to the C kernels.
+
+Every argument arriving here has already been checked by the Python layer
+(fusedloss.losses): arrays are C-contiguous, of the compute dtype, of the right
+shapes, and class indices are int64.  This module only takes raw pointers and
+calls the C core with the GIL released.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "fusedloss.h" nogil:
+    ctypedef Py_ssize_t fl_index
+    ctypedef struct fl_bcast:
+        const void *ptr
+        fl_index cols
+        fl_index rs
+        fl_index cs
+
+    fl_index fl_ce_check_targets_f32(const int64_t *t, fl_index n, fl_index C, int64_t ign,
+                                     const float *w, double *denom)
+    fl_index fl_ce_check_targets_f64(const int64_t *t, fl_index n, fl_index C, int64_t ign,
+                                     const double *w, double *denom)
+    double fl_ce_index_f32(const float *z, const int64_t *t, fl_index n, fl_index C,
+                           const float *w, int64_t ign, double eps, double scale,
+                           float *loss, float *grad, int n_threads)
+    double fl_ce_index_f64(const double *z, const int64_t *t, fl_index n, fl_index C,
+                           const double *w, int64_t ign, double eps, double scale,
+                           double *loss, double *grad, int n_threads)
+    double fl_ce_prob_f32(const float *z, const float *y, fl_index n, fl_index C,
+                          const float *w, double eps, double scale, float *loss, float *grad,
+                          int n_threads)
+    double fl_ce_prob_f64(const double *z, const double *y, fl_index n, fl_index C,
+                          const double *w, double eps, double scale, double *loss,
+                          double *grad, int n_threads)
+    double fl_bce_f32(const float *x, const float *t, fl_index n, fl_bcast w, fl_bcast pw,
+                      double scale, float *loss, float *grad, int n_threads)
+    double fl_bce_f64(const double *x, const double *t, fl_index n, fl_bcast w, fl_bcast pw,
+                      double scale, double *loss, double *grad, int n_threads)
+    double fl_focal_f32(const float *x, const float *t, fl_index n, double alpha, double gamma,
+                        double scale, float *loss, float *grad, int n_threads)
+    double fl_focal_f64(const double *x, const double *t, fl_index n, double alpha,
+                        double gamma, double scale, double *loss, double *grad, int n_threads)
+    double fl_huber_f32(const float *x, const float *t, fl_index n, double delta, double scale,
+                        float *loss, float *grad, int n_threads)
+    double fl_huber_f64(const double *x, const double *t, fl_index n, double delta,
+                        double scale, double *loss, double *grad, int n_threads)
+    double fl_smooth_l1_f32(const float *x, const float *t, fl_index n, double beta,
+                            double scale, float *loss, float *grad, int n_threads)
+    double fl_smooth_l1_f64(const double *x, const double *t, fl_index n, double beta,
+                            double scale, double *loss, double *grad, int n_threads)
+    const char *fl_compiler()
+    const char *fl_simd_compiled()
+    const char *fl_simd_selected()
+
+
+cdef inline void *_ptr(object a):
+    """Data pointer of an ndarray, NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline bint _is_f32(object a) except -1:
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if tn == cnp.NPY_FLOAT32:
+        return True
+    if tn == cnp.NPY_FLOAT64:
+        return False
+    raise TypeError("internal error: kernel arrays must be float32 or float64")
+
+
+cdef inline fl_bcast _bcast(object desc):
+    """(array, cols, rs, cs) or None -> fl_bcast."""
+    cdef fl_bcast b
+    if desc is None:
+        b.ptr = NULL
+        b.cols = 1
+        b.rs = 0
+        b.cs = 0
+    else:
+        b.ptr = _ptr(desc[0])
+        b.cols = desc[1]
+        b.rs = desc[2]
+        b.cs = desc[3]
+    return b
+
+
+def ce_check_targets(target, Py_ssize_t n_classes, int64_t ignore_index, weight, bint f32):
+    """Returns (position of the first bad index or -1, summed weight of counted targets)."""
+    cdef const int64_t *t = <const int64_t *>_ptr(target)
+    cdef fl_index n = cnp.PyArray_SIZE(<cnp.ndarray>target)
+    cdef void *w = _ptr(weight)
+    cdef double denom = 0.0
+    cdef fl_index bad
+    with nogil:
+        if f32:
+            bad = fl_ce_check_targets_f32(t, n, n_classes, ignore_index, <const float *>w, &denom)
+        else:
+            bad = fl_ce_check_targets_f64(t, n, n_classes, ignore_index, <const double *>w, &denom)
+    return bad, denom
+
+
+def ce_index(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight,
+             int64_t ignore_index, double eps, double scale, loss_out, grad, int n_threads):
+    cdef void *z = _ptr(logits)
+    cdef const int64_t *t = <const int64_t *>_ptr(target)
+    cdef void *w = _ptr(weight)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r
+    cdef bint f32 = _is_f32(logits)
+    with nogil:
+        if f32:
+            r = fl_ce_index_f32(<const float *>z, t, n_rows, n_classes, <const float *>w,
+                                ignore_index, eps, scale, <float *>lo, <float *>g, n_threads)
+        else:
+            r = fl_ce_index_f64(<const double *>z, t, n_rows, n_classes, <const double *>w,
+                                ignore_index, eps, scale, <double *>lo, <double *>g, n_threads)
+    return r
+
+
+def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
+            double scale, loss_out, grad, int n_threads):
+    cdef void *z = _ptr(logits)
+    cdef void *y = _ptr(target)
+    cdef void *w = _ptr(weight)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r
+    cdef bint f32 = _is_f32(logits)
+    with nogil:
+        if f32:
+            r = fl_ce_prob_f32(<const float *>z, <const float *>y, n_rows, n_classes,
+                               <const float *>w, eps, scale, <float *>lo, <float *>g, n_threads)
+        else:
+            r = fl_ce_prob_f64(<const double *>z, <const double *>y, n_rows, n_classes,
+                               <const double *>w, eps, scale, <double *>lo, <double *>g,
+                               n_threads)
+    return r
+
+
+def bce(logits, target, weight, pos_weight, double scale, loss_out, grad, int n_threads):
+    """weight / pos_weight: None or (array, cols, rs, cs) broadcast descriptors."""
+    cdef void *x = _ptr(logits)
+    cdef void *t = _ptr(target)
+    cdef fl_index n = cnp.PyArray_SIZE(<cnp.ndarray>logits)
+    cdef fl_bcast w = _bcast(weight)
+    cdef fl_bcast pw = _bcast(pos_weight)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r
+    cdef bint f32 = _is_f32(logits)
+    with nogil:
+        if f32:
+            r = fl_bce_f32(<const float *>x, <const float *>t, n, w, pw, scale, <float *>lo,
+                           <float *>g, n_threads)
+        else:
+            r = fl_bce_f64(<const double *>x, <const double *>t, n, w, pw, scale,
+                           <double *>lo, <double *>g, n_threads)
+    return r
+
+
+def focal(logits, target, double alpha, double gamma, double scale, loss_out, grad,
+          int n_threads):
+    cdef void *x = _ptr(logits)
+    cdef void *t = _ptr(target)
+    cdef fl_index n = cnp.PyArray_SIZE(<cnp.ndarray>logits)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r
+    cdef bint f32 = _is_f32(logits)
+    with nogil:
+        if f32:
+            r = fl_focal_f32(<const float *>x, <const float *>t, n, alpha, gamma, scale,
+                             <float *>lo, <float *>g, n_threads)
+        else:
+            r = fl_focal_f64(<const double *>x, <const double *>t, n, alpha, gamma, scale,
+                             <double *>lo, <double *>g, n_threads)
+    return r
+
+
+def regression(int kind, input, target, double param, double scale, loss_out, grad,
+               int n_threads):
+    """kind 0: Huber (param = delta); kind 1: smooth-L1 (param = beta)."""
+    cdef void *x = _ptr(input)
+    cdef void *t = _ptr(target)
+    cdef fl_index n = cnp.PyArray_SIZE(<cnp.ndarray>input)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r
+    cdef bint f32 = _is_f32(input)
+    with nogil:
+        if kind == 0 and f32:
+            r = fl_huber_f32(<const float *>x, <const float *>t, n, param, scale, <float *>lo,
+                             <float *>g, n_threads)
+        elif kind == 0:
+            r = fl_huber_f64(<const double *>x, <const double *>t, n, param, scale,
+                             <double *>lo, <double *>g, n_threads)
+        elif f32:
+            r = fl_smooth_l1_f32(<const float *>x, <const float *>t, n, param, scale,
+                                 <float *>lo, <float *>g, n_threads)
+        else:
+            r = fl_smooth_l1_f64(<const double *>x, <const double *>t, n, param, scale,
+                                 <double *>lo, <double *>g, n_threads)
+    return r
+
+
+def build_info():
+    """(compiler, SIMD targets compiled in, SIMD target selected on this CPU)."""
+    return (fl_compiler().decode(), fl_simd_compiled().decode(), fl_simd_selected().decode())

@@ -1,0 +1,277 @@
+"""The public loss functions: validate, normalise, call one fused C kernel.
+
+Semantics follow PyTorch's functions of the same names with the class axis
+last (see the API contract).  Every check runs before anything is written.
+"""
+import math
+
+import numpy as np
+
+from . import _kernels
+from ._config import resolve_threads
+from ._validate import (
+    as_numeric,
+    broadcast_weight,
+    check_outputs,
+    check_reduction,
+    compute_dtype,
+    contiguous,
+    finite_param,
+    int_param,
+)
+
+__all__ = [
+    "softmax_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "huber_loss",
+    "smooth_l1_loss",
+]
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _finish(reduction, total, denom, dtype, out, return_grad, grad):
+    """Turns the kernel's summed loss into the returned value."""
+    if reduction == "none":
+        loss = out
+    elif reduction == "sum":
+        loss = dtype.type(total)
+    else:
+        loss = dtype.type(total / denom) if denom != 0 else dtype.type(np.nan)
+    return (loss, grad) if return_grad else loss
+
+
+def _mean_scale(reduction, denom):
+    """Gradient scale: 1/denominator for a mean (0 for a mean over nothing)."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / denom if denom != 0 else 0.0
+
+
+def _alloc(shape, dtype, given, wanted):
+    if not wanted:
+        return None
+    return given if given is not None else np.empty(shape, dtype=dtype)
+
+
+# --------------------------------------------------------------------------
+# softmax cross-entropy
+
+
+def _index_targets(target, batch_shape, n_classes):
+    """Class-index targets as C-contiguous int64 of shape batch_shape."""
+    if target.shape != batch_shape:
+        raise ValueError(
+            f"class-index target has shape {target.shape}, expected logits.shape[:-1] = "
+            f"{batch_shape} (logits have {n_classes} classes on the last axis)"
+        )
+    if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size:
+        # uint64 values above the int64 range cannot be valid class indices.
+        big = np.flatnonzero(target.reshape(-1) > _INT64_MAX)
+        if big.size:
+            pos = int(big[0])
+            _raise_index(target, pos, int(target.reshape(-1)[pos]), n_classes)
+    return np.asarray(target, dtype=np.int64, order="C")
+
+
+def _raise_index(target, pos, value, n_classes):
+    where = np.unravel_index(pos, target.shape) if target.ndim else ()
+    label = "target" if not where else "target[" + ", ".join(str(int(i)) for i in where) + "]"
+    raise IndexError(f"{label} = {value} is out of range for {n_classes} classes")
+
+
+def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean", return_grad=False, out=None,
+                          grad_out=None, n_threads=None):
+    """Softmax cross-entropy over the last axis, as ``torch.nn.functional.cross_entropy``
+    with the class axis last.
+
+    target is either integer class indices of shape ``logits.shape[:-1]`` or
+    floating class probabilities of shape ``logits.shape``.  Returns the loss,
+    or ``(loss, grad)`` with ``return_grad=True``; the gradient (with respect
+    to the logits) comes from the same fused pass.
+    """
+    reduction = check_reduction(reduction)
+    x = as_numeric(logits, "logits")
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension (classes are the last axis)")
+    n_classes = x.shape[-1]
+    if n_classes == 0:
+        raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
+    dtype = compute_dtype(x.dtype)
+    batch_shape = x.shape[:-1]
+    n_rows = math.prod(batch_shape)
+    eps = finite_param(label_smoothing, "label_smoothing")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
+    ignore_index = int_param(ignore_index, "ignore_index")
+    threads = resolve_threads(n_threads)
+
+    t = np.asarray(target)
+    kind = t.dtype.kind
+    if kind == "b":
+        raise TypeError("target must be integer class indices or floating probabilities, "
+                        "not bool")
+    if kind in "iu":
+        probs = False
+    elif kind == "f":
+        probs = True
+        if t.shape != x.shape:
+            if t.shape == batch_shape:
+                raise ValueError(
+                    f"target of shape {t.shape} has the shape of class indices, but class "
+                    f"indices must be integers (got dtype {t.dtype}); probability targets "
+                    f"need the logits' shape {x.shape}")
+            raise ValueError(f"probability target has shape {t.shape}, expected the logits' "
+                             f"shape {x.shape}")
+        if ignore_index != -100:
+            raise ValueError("ignore_index is only supported for class-index targets, not "
+                             "probability targets")
+    else:
+        raise TypeError(f"target must be integer class indices or floating probabilities, "
+                        f"got dtype {t.dtype}")
+
+    w_user = w = None
+    if weight is not None:
+        w_user = as_numeric(weight, "weight")
+        if w_user.shape != (n_classes,):
+            raise ValueError(f"weight must have shape ({n_classes},) (one per class), got "
+                             f"{w_user.shape}")
+        w = contiguous(w_user, dtype)
+
+    tc = _index_targets(t, batch_shape, n_classes) if not probs else contiguous(t, dtype)
+    xc = contiguous(x, dtype)
+    out, grad_out = check_outputs(reduction, return_grad, out, grad_out, batch_shape, x.shape,
+                                  dtype, [t, tc, w_user, w], (x, xc))
+
+    if probs:
+        denom = float(n_rows)
+    else:
+        bad, denom = _kernels.ce_check_targets(tc, n_classes, ignore_index, w,
+                                               dtype == np.float32)
+        if bad >= 0:
+            _raise_index(t, bad, int(tc.reshape(-1)[bad]), n_classes)
+
+    loss_out = _alloc(batch_shape, dtype, out, reduction == "none")
+    grad = _alloc(x.shape, dtype, grad_out, return_grad)
+    scale = _mean_scale(reduction, denom)
+    if probs:
+        total = _kernels.ce_prob(xc, tc, n_rows, n_classes, w, eps, scale, loss_out, grad,
+                                 threads)
+    else:
+        total = _kernels.ce_index(xc, tc, n_rows, n_classes, w, ignore_index, eps, scale,
+                                  loss_out, grad, threads)
+    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad)
+
+
+# --------------------------------------------------------------------------
+# element-wise losses
+
+
+def _elementwise_inputs(input, target, names):
+    """Both arrays, converted to the input's compute dtype; target must match exactly."""
+    x = as_numeric(input, names[0])
+    t = as_numeric(target, names[1])
+    if t.shape != x.shape:
+        raise ValueError(f"{names[1]} has shape {t.shape} but {names[0]} has shape {x.shape}; "
+                         f"element-wise losses need exactly the same shape (no broadcasting)")
+    dtype = compute_dtype(x.dtype)
+    return x, t, dtype
+
+
+def _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, extra_inputs,
+                     call):
+    """Validates the buffers, runs `call(xc, tc, scale, loss_out, grad)`, reduces."""
+    xc = contiguous(x, dtype)
+    tc = contiguous(t, dtype)
+    out, grad_out = check_outputs(reduction, return_grad, out, grad_out, x.shape, x.shape,
+                                  dtype, [t, tc] + extra_inputs, (x, xc))
+    denom = float(x.size)
+    loss_out = _alloc(x.shape, dtype, out, reduction == "none")
+    grad = _alloc(x.shape, dtype, grad_out, return_grad)
+    total = call(xc, tc, _mean_scale(reduction, denom), loss_out, grad)
+    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad)
+
+
+def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
+                                     reduction="mean", return_grad=False, out=None,
+                                     grad_out=None, n_threads=None):
+    """Binary cross-entropy on logits, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    ``weight`` and ``pos_weight`` broadcast to the logits' shape (``pos_weight``
+    typically of shape ``(C,)``).  Stable for logits of any magnitude.
+    """
+    reduction = check_reduction(reduction)
+    x, t, dtype = _elementwise_inputs(logits, target, ("logits", "target"))
+    threads = resolve_threads(n_threads)
+    extra = []
+    w_desc = pw_desc = None
+    if weight is not None:
+        w_user, w_c, w_desc = broadcast_weight(weight, x.shape, dtype, "weight")
+        extra += [w_user, w_c]
+    if pos_weight is not None:
+        pw_user, pw_c, pw_desc = broadcast_weight(pos_weight, x.shape, dtype, "pos_weight")
+        extra += [pw_user, pw_c]
+
+    def call(xc, tc, scale, loss_out, grad):
+        return _kernels.bce(xc, tc, w_desc, pw_desc, scale, loss_out, grad, threads)
+
+    return _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, extra, call)
+
+
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean",
+                       return_grad=False, out=None, grad_out=None, n_threads=None):
+    """Sigmoid focal loss, as ``torchvision.ops.sigmoid_focal_loss`` (but with
+    ``reduction="mean"`` by default).  ``alpha < 0`` disables the alpha
+    weighting; ``gamma >= 0``.  The gradient is the finite analytic limit where
+    autograd would give NaN (gamma < 1 at saturated, correct predictions).
+    """
+    reduction = check_reduction(reduction)
+    alpha = finite_param(alpha, "alpha")
+    gamma = finite_param(gamma, "gamma")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    x, t, dtype = _elementwise_inputs(logits, target, ("logits", "target"))
+    threads = resolve_threads(n_threads)
+
+    def call(xc, tc, scale, loss_out, grad):
+        return _kernels.focal(xc, tc, alpha, gamma, scale, loss_out, grad, threads)
+
+    return _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, [], call)
+
+
+def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False, out=None,
+               grad_out=None, n_threads=None):
+    """Huber loss, as ``torch.nn.functional.huber_loss`` (``delta > 0``).  The
+    gradient is with respect to ``input``: ``clamp(input - target, -delta, delta)``.
+    """
+    reduction = check_reduction(reduction)
+    delta = finite_param(delta, "delta")
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0, got {delta}")
+    x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
+    threads = resolve_threads(n_threads)
+
+    def call(xc, tc, scale, loss_out, grad):
+        return _kernels.regression(0, xc, tc, delta, scale, loss_out, grad, threads)
+
+    return _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, [], call)
+
+
+def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False,
+                   out=None, grad_out=None, n_threads=None):
+    """Smooth-L1 loss, as ``torch.nn.functional.smooth_l1_loss`` (``beta >= 0``;
+    ``beta == 0`` is the L1 loss, with gradient ``sign(input - target)``)."""
+    reduction = check_reduction(reduction)
+    beta = finite_param(beta, "beta")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
+    threads = resolve_threads(n_threads)
+
+    def call(xc, tc, scale, loss_out, grad):
+        return _kernels.regression(1, xc, tc, beta, scale, loss_out, grad, threads)
+
+    return _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, [], call)
