@@ -1,0 +1,218 @@
+"""Microbenchmark: ``python -m fusedloss.bench [--quick] [--json] [--threads N] [--plot F]``.
+
+For each loss, dtype and size it times the fused loss + gradient call and
+reports, all measured in the same run:
+  - the median time per call and the bandwidth it reaches (bytes of the
+    inputs read plus the gradient written, per second),
+  - ``x copy``: that time over the time of ``np.copyto`` of the logits-sized
+    array (the memory roofline: a fused pass reads the logits and writes the
+    gradient, exactly what a copy does; element-wise losses also read a target,
+    so their floor is 1.5x),
+  - the speed-up over the NumPy reference (fusedloss.reference) and, when
+    installed, over PyTorch CPU forward + backward.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import _config, losses, reference
+
+CE_SIZES = [(32, 10), (65536, 10), (4096, 1000), (512, 32000)]
+EW_SIZES = [(32, 10), (4096, 1024)]  # 4096 x 1024 = 4M elements
+QUICK_CE = [(32, 10), (8192, 10), (512, 1000)]
+QUICK_EW = [(32, 10), (512, 1024)]
+
+
+def _time(fn, min_time=0.2, max_repeat=200, min_repeat=5):
+    """Median seconds per call; calls are batched so one sample lasts >= ~1 ms."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(1e-3 / once))
+    samples = []
+    deadline = time.perf_counter() + min_time
+    while len(samples) < min_repeat or (time.perf_counter() < deadline
+                                        and len(samples) < max_repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+def _torch():
+    try:
+        import torch  # noqa: F401
+        import torch.nn.functional as F  # noqa: F401
+    except Exception:
+        return None
+    return torch
+
+
+def _cases(dtype, ce_sizes, ew_sizes, rng):
+    """(loss name, shape, fast call, reference call, torch call factory, bytes)."""
+    out = []
+    isz = np.dtype(dtype).itemsize
+    for n, c in ce_sizes:
+        x = rng.normal(size=(n, c)).astype(dtype) * 3
+        t = rng.integers(0, c, n)
+        g = np.empty_like(x)
+        out.append(dict(
+            loss="softmax_cross_entropy", shape=(n, c), x=x,
+            fast=lambda x=x, t=t, g=g: losses.softmax_cross_entropy(
+                x, t, return_grad=True, grad_out=g),
+            ref=lambda x=x, t=t: reference.softmax_cross_entropy(x, t, return_grad=True),
+            torch=lambda torch, x=x, t=t: (torch.from_numpy(x), torch.from_numpy(t),
+                                           torch.nn.functional.cross_entropy),
+            nbytes=2 * x.size * isz + t.size * 8))
+    for n, c in ew_sizes:
+        x = rng.normal(size=(n, c)).astype(dtype) * 3
+        tb = (rng.uniform(size=(n, c)) > 0.7).astype(dtype)
+        tr = (x + rng.normal(size=(n, c))).astype(dtype)
+        g = np.empty_like(x)
+        for name, t, kw in [("binary_cross_entropy_with_logits", tb, {}),
+                            ("sigmoid_focal_loss", tb, {}),
+                            ("huber_loss", tr, {}), ("smooth_l1_loss", tr, {})]:
+            fast_fn = getattr(losses, name)
+            ref_fn = getattr(reference, name)
+            out.append(dict(
+                loss=name, shape=(n, c), x=x,
+                fast=lambda f=fast_fn, x=x, t=t, g=g: f(x, t, return_grad=True, grad_out=g),
+                ref=lambda f=ref_fn, x=x, t=t: f(x, t, return_grad=True),
+                torch=lambda torch, name=name, x=x, t=t: (torch.from_numpy(x),
+                                                          torch.from_numpy(t),
+                                                          _torch_fn(torch, name)),
+                nbytes=3 * x.size * isz))
+    return out
+
+
+def _torch_fn(torch, name):
+    F = torch.nn.functional
+    if name == "sigmoid_focal_loss":
+        def focal(x, t, alpha=0.25, gamma=2.0):
+            p = torch.sigmoid(x)
+            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            p_t = p * t + (1 - p) * (1 - t)
+            loss = ce * ((1 - p_t) ** gamma)
+            loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+            return loss.mean()
+        return focal
+    return getattr(F, name)
+
+
+def _torch_time(torch, case):
+    x, t, f = case["torch"](torch)
+
+    def run():
+        xr = x.detach().requires_grad_(True)
+        f(xr, t).backward()
+    return _time(run)
+
+
+def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, verbose=True):
+    """Runs the benchmark; returns a list of result dicts."""
+    if threads is not None:
+        _config.set_num_threads(threads)
+    tmod = _torch() if torch else None
+    if tmod is not None:
+        tmod.set_num_threads(_config.get_num_threads())
+    rng = np.random.default_rng(0)
+    results = []
+    for dtype in dtypes:
+        cases = _cases(np.dtype(dtype), QUICK_CE if quick else CE_SIZES,
+                       QUICK_EW if quick else EW_SIZES, rng)
+        copies = {}
+        for case in cases:
+            key = case["x"].shape
+            if key not in copies:
+                src = case["x"]
+                dst = np.empty_like(src)
+                copies[key] = _time(lambda: np.copyto(dst, src))
+            t_fast = _time(case["fast"])
+            t_ref = _time(case["ref"], min_time=0.1, max_repeat=20, min_repeat=3)
+            row = dict(loss=case["loss"], dtype=dtype, shape=list(case["shape"]),
+                       time_s=t_fast, gb_per_s=case["nbytes"] / t_fast / 1e9,
+                       x_copy=t_fast / copies[key], speedup_numpy=t_ref / t_fast,
+                       threads=_config.get_num_threads())
+            if tmod is not None:
+                row["speedup_torch"] = _torch_time(tmod, case) / t_fast
+            results.append(row)
+            if verbose:
+                print(_format_row(row), flush=True)
+    return results
+
+
+HEADER = (f"{'loss':<34} {'dtype':<8} {'shape':>12} {'time':>10} {'GB/s':>7} "
+          f"{'x copy':>7} {'vs numpy':>9} {'vs torch':>9}")
+
+
+def _fmt_time(s):
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def _format_row(r):
+    shape = "x".join(str(v) for v in r["shape"])
+    torch_col = f"{r['speedup_torch']:8.1f}x" if "speedup_torch" in r else f"{'-':>9}"
+    return (f"{r['loss']:<34} {r['dtype']:<8} {shape:>12} {_fmt_time(r['time_s']):>10} "
+            f"{r['gb_per_s']:7.2f} {r['x_copy']:7.2f} {r['speedup_numpy']:8.1f}x {torch_col}")
+
+
+def _plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['loss'].replace('_loss', '').replace('binary_cross_entropy_with_logits', 'bce')}"
+              f"\n{r['dtype']} {'x'.join(map(str, r['shape']))}" for r in results]
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(results)), 5))
+    ax.bar(range(len(results)), [r["x_copy"] for r in results])
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(results)), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("fused loss+grad time / np.copyto time")
+    ax.set_title("fusedloss: time relative to a memory copy (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fusedloss.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds)")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                   help="write results as JSON to FILE (or stdout)")
+    p.add_argument("--threads", type=int, default=None, help="threads for the kernels")
+    p.add_argument("--dtype", choices=["float32", "float64"], action="append",
+                   help="only this dtype (repeatable)")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the copy ratios")
+    a = p.parse_args(argv)
+    quiet_json = a.json == "-"
+    if not quiet_json:
+        from ._kernels import build_info
+        compiler, _, selected = build_info()
+        print(f"fusedloss {_config.__version__}  numpy {np.__version__}  {compiler}  "
+              f"SIMD {selected}  threads {a.threads or _config.get_num_threads()}")
+        print("medians; 'x copy' = time / np.copyto of the logits (roofline); "
+              "'vs' = speed-up of fused loss+grad")
+        print(HEADER)
+    res = run(tuple(a.dtype or ("float32", "float64")), quick=a.quick, threads=a.threads,
+              torch=not a.no_torch, verbose=not quiet_json)
+    if a.json:
+        text = json.dumps(res, indent=1)
+        if quiet_json:
+            print(text)
+        else:
+            with open(a.json, "w") as f:
+                f.write(text)
+    if a.plot:
+        _plot(res, a.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
