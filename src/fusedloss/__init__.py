@@ -1,4 +1,5 @@
 """fusedloss: machine-learning losses and their gradients in one fused pass."""
+from . import reference
 from ._config import get_num_threads, set_num_threads, show_config
 from ._version import __version__
 from .losses import (
@@ -11,6 +12,7 @@ from .losses import (
 
 __all__ = [
     "__version__",
+    "reference",
     "softmax_cross_entropy",
     "binary_cross_entropy_with_logits",
     "sigmoid_focal_loss",

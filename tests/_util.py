@@ -1,0 +1,37 @@
+"""Shared helpers for the test-suite."""
+import numpy as np
+
+DTYPES = [np.float32, np.float64]
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def assert_close(got, want, dtype, what=""):
+    """Fast vs reference: same shape and dtype, values within a tolerance fit for
+    the dtype.  Relative tolerance per element plus an absolute floor scaled to
+    the largest magnitude (gradient entries like p - 1 cancel, so their error is
+    relative to the row scale, not to themselves)."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert got.dtype == np.dtype(dtype), (what, got.dtype, dtype)
+    finite = np.isfinite(want)
+    scale = float(np.max(np.abs(want[finite]), initial=1.0))
+    if np.dtype(dtype) == np.float64:
+        rtol, atol = 1e-11, 1e-13 * scale
+    else:
+        rtol, atol = 2e-5, 2e-6 * scale
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True,
+                               err_msg=what)
+
+
+def compare(fast_fn, ref_fn, args, kwargs, dtype):
+    """Calls both with every reduction and return_grad, and compares."""
+    for reduction in REDUCTIONS:
+        for return_grad in (False, True):
+            got = fast_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
+            want = ref_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
+            if return_grad:
+                assert_close(got[0], want[0], dtype, f"loss {reduction}")
+                assert_close(got[1], want[1], dtype, f"grad {reduction}")
+            else:
+                assert_close(got, want, dtype, f"loss {reduction}")
