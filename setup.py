@@ -5,6 +5,7 @@ own flags (strict C99 warnings, no math errno) separately from the
 Cython-generated file, and so that later per-target objects can be added.
 """
 import os
+import platform
 import sys
 
 import numpy as np
@@ -15,12 +16,39 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
 
-# Kernel sources compiled once each.  Every source gets the same flags here;
-# nothing may assume the build machine's CPU (no -march=native).
+# Sources compiled once, with baseline flags: nothing may assume the build
+# machine's CPU (no -march=native).  kernels.c is compiled once per SIMD
+# target instead (see simd_targets), and dispatch.c picks one at run time.
 CORE_SOURCES = [
-    os.path.join(CSRC, "kernels.c"),
     os.path.join(CSRC, "runtime.c"),
+    os.path.join(CSRC, "dispatch.c"),
 ]
+KERNEL_SOURCE = os.path.join(CSRC, "kernels.c")
+
+
+def _is_x86_64():
+    """True when building for x86-64 (honours macOS ARCHFLAGS cross builds)."""
+    archflags = os.environ.get("ARCHFLAGS", "")
+    if "-arch" in archflags:
+        return "x86_64" in archflags and "arm64" not in archflags
+    host = os.environ.get("_PYTHON_HOST_PLATFORM", "")
+    if host:
+        return host.endswith(("x86_64", "amd64", "win-amd64"))
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def simd_targets(compiler_type):
+    """(name, extra flags) for every kernel target to compile, baseline first."""
+    targets = [("baseline", [])]
+    if os.environ.get("FUSEDLOSS_BASELINE_ONLY") or not _is_x86_64():
+        return targets  # aarch64: NEON is part of the baseline
+    if compiler_type == "msvc":
+        return targets + [("avx2", ["/arch:AVX2"]), ("avx512", ["/arch:AVX512"])]
+    return targets + [
+        ("avx2", ["-mavx2", "-mfma"]),
+        ("avx512", ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw",
+                    "-mavx512vl", "-mprefer-vector-width=512"]),
+    ]
 
 
 def core_flags(compiler_type):
@@ -40,12 +68,26 @@ def core_flags(compiler_type):
 class BuildExt(build_ext):
     def build_extension(self, ext):
         ctype = self.compiler.compiler_type
-        objects = self.compiler.compile(
+        depends = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc"))]
+        targets = simd_targets(ctype)
+        objects = []
+        for name, flags in targets:
+            objects += self.compiler.compile(
+                [KERNEL_SOURCE],
+                output_dir=os.path.join(self.build_temp, "target_" + name),
+                macros=[("FL_TARGET", name)],
+                include_dirs=[CSRC],
+                extra_postargs=core_flags(ctype) + flags,
+                depends=depends,
+            )
+        have = [("FL_HAVE_" + name.upper(), "1") for name, _ in targets if name != "baseline"]
+        objects += self.compiler.compile(
             CORE_SOURCES,
             output_dir=self.build_temp,
+            macros=have,
             include_dirs=[CSRC],
             extra_postargs=core_flags(ctype),
-            depends=[os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc"))],
+            depends=depends,
         )
         ext.extra_objects = list(ext.extra_objects or []) + objects
         if ctype != "msvc":

@@ -36,7 +36,7 @@ typedef struct {
     fl_index cs;
 } fl_bcast;
 
-#define FL_DECLARE(T, S)                                                                     \
+#define FL_DECLARE_KERNELS(T, S)                                                                 \
     /* Checks class-index targets.  Returns -1 when every target is in [0, n_classes) or  \
      * equals ignore_index, else the flat position of the first one that is not.  On      \
      * success *denom is the sum of weight[t] (the count when weight is NULL) over the     \
@@ -68,12 +68,21 @@ typedef struct {
     double fl_smooth_l1_##S(const T *input, const T *target, fl_index n, double beta,        \
                             double grad_scale, T *loss_out, T *grad, int n_threads);
 
-FL_DECLARE(float, f32)
-FL_DECLARE(double, f64)
+FL_DECLARE_KERNELS(float, f32)
+FL_DECLARE_KERNELS(double, f64)
 
-#undef FL_DECLARE
+/* Runtime SIMD dispatch.  Every kernel above is compiled once per SIMD target
+ * (baseline, plus avx2 and avx512 on x86-64); the best one this CPU supports is
+ * chosen on first use.  fl_target_set() forces a target by name ("best" picks
+ * the best again): 0 on success, -1 for an unknown or not compiled name, -2
+ * when this CPU cannot run it.  Call it before any kernel runs concurrently. */
+int fl_target_set(const char *name);
+const char *fl_target_selected(void);
+/* Space-separated lists, best last. */
+const char *fl_target_compiled(void);
+const char *fl_target_supported(void);
 
-/* Build and runtime information. */
+/* Build information. */
 const char *fl_compiler(void);
 const char *fl_simd_compiled(void);
 const char *fl_simd_selected(void);

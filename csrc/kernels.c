@@ -14,6 +14,16 @@
 /* Elements per inner block of the element-wise kernels (stack buffers). */
 #define FL_BLOCK ((fl_index)256)
 
+/* The SIMD target this object is compiled for (setup.py compiles this file
+ * once per target with -DFL_TARGET=...); exported kernels are named
+ * fl_<kernel>_<precision>_<target> and reached through dispatch.c. */
+#ifndef FL_TARGET
+#define FL_TARGET baseline
+#endif
+#define FL_PASTE3_(a, b, c) a##b##c
+#define FL_PASTE3(a, b, c) FL_PASTE3_(a, b, c)
+#define FL_KERNEL(name) FL_PASTE3(FL_SFX(name), _, FL_TARGET)
+
 static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a : b; }
 
 /* ---- float32 ---------------------------------------------------------- */

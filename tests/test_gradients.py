@@ -4,6 +4,10 @@ import pytest
 
 import fusedloss as fl
 
+
+# Every test here runs once per SIMD target this CPU supports.
+pytestmark = pytest.mark.usefixtures("each_simd_target")
+
 rng = np.random.default_rng(99)
 
 

@@ -7,6 +7,10 @@ from fusedloss import reference as ref
 
 from _util import DTYPES, compare
 
+
+# Every test here runs once per SIMD target this CPU supports.
+pytestmark = pytest.mark.usefixtures("each_simd_target")
+
 rng = np.random.default_rng(2024)
 
 CE_SHAPES = [(8, 1), (8, 2), (16, 10), (2, 3, 10), (3, 1000), (2, 32000), (0, 10), (10,),

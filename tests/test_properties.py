@@ -11,8 +11,12 @@ from fusedloss import reference as ref
 
 from _util import assert_close
 
+
+# Every test here runs once per SIMD target this CPU supports.
+pytestmark = pytest.mark.usefixtures("each_simd_target")
+
 SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 dtypes = st.sampled_from([np.float32, np.float64])
 reductions = st.sampled_from(["mean", "sum", "none"])
 finite = dict(allow_nan=False, allow_infinity=False)

@@ -4,6 +4,10 @@ import pytest
 
 import fusedloss as fl
 
+
+# Every test here runs once per SIMD target this CPU supports.
+pytestmark = pytest.mark.usefixtures("each_simd_target")
+
 rng = np.random.default_rng(7)
 ELEMENTWISE = [fl.binary_cross_entropy_with_logits, fl.sigmoid_focal_loss, fl.huber_loss,
                fl.smooth_l1_loss]

@@ -217,6 +217,13 @@ static void test_float32_matches_float64(void)
 
 int main(void)
 {
+    /* FL_FORCE_TARGET selects a SIMD target (set by run.sh, one run per target). */
+    const char *target = getenv("FL_FORCE_TARGET");
+    if (target && fl_target_set(target) != 0) {
+        printf("target %s not supported on this CPU: skipped\n", target);
+        return 0;
+    }
+    printf("kernels: target %s\n", fl_target_selected());
     test_ce_closed_forms();
     test_ce_paths_agree();
     test_elementwise_closed_forms();

@@ -1,6 +1,6 @@
 """fusedloss: machine-learning losses and their gradients in one fused pass."""
 from . import reference
-from ._config import get_num_threads, set_num_threads, show_config
+from ._config import _apply_simd_env, get_num_threads, set_num_threads, show_config
 from ._version import __version__
 from .losses import (
     binary_cross_entropy_with_logits,
@@ -22,3 +22,6 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
 ]
+
+_apply_simd_env()
+del _apply_simd_env

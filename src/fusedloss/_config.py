@@ -55,6 +55,31 @@ def resolve_threads(n_threads):
     return _check_threads(n_threads)
 
 
+# Platform names accepted for FUSEDLOSS_SIMD besides the target names.
+_SIMD_ALIASES = {"sse2": "baseline", "neon": "baseline", "asimd": "baseline", "generic": "baseline",
+                 "avx512f": "avx512", "avx512_skx": "avx512"}
+
+
+def _apply_simd_env():
+    """Applies FUSEDLOSS_SIMD (baseline | avx2 | avx512 | best) at import.
+
+    A target the CPU cannot run, or an unknown name, warns and keeps the best
+    supported one: an environment variable must never make the import fail."""
+    import warnings
+
+    from . import _kernels
+
+    want = os.environ.get("FUSEDLOSS_SIMD", "").strip().lower()
+    if not want:
+        return
+    want = _SIMD_ALIASES.get(want, want)
+    try:
+        _kernels.set_simd(want)
+    except ValueError as e:
+        warnings.warn(f"FUSEDLOSS_SIMD ignored: {e}", RuntimeWarning, stacklevel=3)
+        _kernels.set_simd("best")
+
+
 def show_config(file=None):
     """Prints the version, compiler, SIMD targets and thread default."""
     import numpy as np
@@ -62,13 +87,17 @@ def show_config(file=None):
     from . import _kernels
 
     compiler, compiled, selected = _kernels.build_info()
+    supported = " ".join(_kernels.simd_targets()[1])
     lines = [
         f"fusedloss {__version__}",
         f"  python:        {sys.version.split()[0]} ({sys.platform})",
         f"  numpy:         {np.__version__}",
         f"  compiler:      {compiler}",
         f"  SIMD compiled: {compiled}",
-        f"  SIMD selected: {selected}",
+        f"  SIMD usable:   {supported}",
+        f"  SIMD selected: {selected}"
+        + (f" (FUSEDLOSS_SIMD={os.environ['FUSEDLOSS_SIMD']})"
+           if os.environ.get("FUSEDLOSS_SIMD") else ""),
         f"  threads:       {get_num_threads()} (default; usable cores {_usable_cores()})",
     ]
     print("\n".join(lines), file=file or sys.stdout)

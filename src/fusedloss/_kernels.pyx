@@ -52,8 +52,10 @@ cdef extern from "fusedloss.h" nogil:
     double fl_smooth_l1_f64(const double *x, const double *t, fl_index n, double beta,
                             double scale, double *loss, double *grad, int n_threads)
     const char *fl_compiler()
-    const char *fl_simd_compiled()
-    const char *fl_simd_selected()
+    int fl_target_set(const char *name)
+    const char *fl_target_selected()
+    const char *fl_target_compiled()
+    const char *fl_target_supported()
 
 
 cdef inline void *_ptr(object a):
@@ -210,4 +212,24 @@ def regression(int kind, input, target, double param, double scale, loss_out, gr
 
 def build_info():
     """(compiler, SIMD targets compiled in, SIMD target selected on this CPU)."""
-    return (fl_compiler().decode(), fl_simd_compiled().decode(), fl_simd_selected().decode())
+    return (fl_compiler().decode(), fl_target_compiled().decode(),
+            fl_target_selected().decode())
+
+
+def simd_targets():
+    """(compiled targets, targets this CPU supports), each a list, best last."""
+    return (fl_target_compiled().decode().split(), fl_target_supported().decode().split())
+
+
+def set_simd(str name):
+    """Selects the SIMD target by name ("best" for the best supported one).
+
+    Not meant to be called while kernels run in other threads."""
+    cdef bytes b = name.encode()
+    cdef int r = fl_target_set(b)
+    if r == -1:
+        raise ValueError(f"unknown SIMD target {name!r}; compiled: {fl_target_compiled().decode()}")
+    if r == -2:
+        raise ValueError(f"SIMD target {name!r} is not supported by this CPU; supported: "
+                         f"{fl_target_supported().decode()}")
+    return fl_target_selected().decode()

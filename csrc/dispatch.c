@@ -1,0 +1,263 @@
+/* Runtime SIMD dispatch: picks, once, the best compiled kernel set this CPU runs.
+ *
+ * kernels.c is compiled once per target with -DFL_TARGET=<name> (and that
+ * target's ISA flags); this file is compiled with baseline flags only, so it
+ * runs everywhere, and detects the CPU with __builtin_cpu_supports (GCC,
+ * Clang) or cpuid + xgetbv (MSVC).  Both check that the OS saves the wide
+ * registers, not only that the CPU has the instructions.
+ *
+ * Which targets exist is decided by setup.py and passed as FL_HAVE_AVX2 /
+ * FL_HAVE_AVX512 (x86-64 only); aarch64 builds have just the baseline, which
+ * includes NEON.
+ */
+#include "fusedloss.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
+#define FL_X86_64 1
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#include <immintrin.h>
+#endif
+#endif
+
+#ifndef FL_X86_64
+#undef FL_HAVE_AVX2
+#undef FL_HAVE_AVX512
+#endif
+
+/* One table entry per kernel, with the precise pointer types. */
+#define FL_TABLE_MEMBERS(T, S)                                                               \
+    fl_index (*ce_check_targets_##S)(const int64_t *, fl_index, fl_index, int64_t, const T *, \
+                                     double *);                                             \
+    double (*ce_index_##S)(const T *, const int64_t *, fl_index, fl_index, const T *,        \
+                           int64_t, double, double, T *, T *, int);                         \
+    double (*ce_prob_##S)(const T *, const T *, fl_index, fl_index, const T *, double,       \
+                          double, T *, T *, int);                                           \
+    double (*bce_##S)(const T *, const T *, fl_index, fl_bcast, fl_bcast, double, T *, T *,  \
+                      int);                                                                 \
+    double (*focal_##S)(const T *, const T *, fl_index, double, double, double, T *, T *,    \
+                        int);                                                               \
+    double (*huber_##S)(const T *, const T *, fl_index, double, double, T *, T *, int);      \
+    double (*smooth_l1_##S)(const T *, const T *, fl_index, double, double, T *, T *, int);
+
+typedef struct {
+    const char *name;
+    FL_TABLE_MEMBERS(float, f32)
+    FL_TABLE_MEMBERS(double, f64)
+} fl_table;
+
+#define FL_TABLE_ENTRIES(S, TGT)                                                             \
+    fl_ce_check_targets_##S##_##TGT, fl_ce_index_##S##_##TGT, fl_ce_prob_##S##_##TGT,        \
+        fl_bce_##S##_##TGT, fl_focal_##S##_##TGT, fl_huber_##S##_##TGT,                      \
+        fl_smooth_l1_##S##_##TGT
+
+#define FL_TARGET_TABLE(TGT)                                                                 \
+    FL_DECLARE_KERNELS(float, f32_##TGT)                                                     \
+    FL_DECLARE_KERNELS(double, f64_##TGT)                                                    \
+    static const fl_table fl_table_##TGT = {#TGT, FL_TABLE_ENTRIES(f32, TGT),                \
+                                            FL_TABLE_ENTRIES(f64, TGT)};
+
+FL_TARGET_TABLE(baseline)
+#ifdef FL_HAVE_AVX2
+FL_TARGET_TABLE(avx2)
+#endif
+#ifdef FL_HAVE_AVX512
+FL_TARGET_TABLE(avx512)
+#endif
+
+/* Compiled targets, worst first. */
+static const fl_table *const fl_tables[] = {
+    &fl_table_baseline,
+#ifdef FL_HAVE_AVX2
+    &fl_table_avx2,
+#endif
+#ifdef FL_HAVE_AVX512
+    &fl_table_avx512,
+#endif
+};
+#define FL_N_TABLES ((int)(sizeof fl_tables / sizeof fl_tables[0]))
+
+/* ---- CPU detection ------------------------------------------------------ */
+
+#if defined(FL_X86_64) && defined(_MSC_VER) && !defined(__clang__)
+static int fl_cpu_avx2(void)
+{
+    int r[4];
+    __cpuid(r, 1);
+    const int fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
+    if (!(fma && osxsave && avx) || (_xgetbv(0) & 0x6) != 0x6)
+        return 0;
+    __cpuidex(r, 7, 0);
+    return (r[1] >> 5) & 1;
+}
+static int fl_cpu_avx512(void)
+{
+    int r[4];
+    if (!fl_cpu_avx2() || (_xgetbv(0) & 0xe6) != 0xe6)
+        return 0;
+    __cpuidex(r, 7, 0);
+    /* F (16), DQ (17), BW (30), VL (31) */
+    return ((r[1] >> 16) & 1) && ((r[1] >> 17) & 1) && ((r[1] >> 30) & 1) &&
+           ((r[1] >> 31) & 1);
+}
+#elif defined(FL_X86_64) && (defined(__GNUC__) || defined(__clang__))
+static int fl_cpu_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int fl_cpu_avx512(void)
+{
+    __builtin_cpu_init();
+    return fl_cpu_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+static int fl_table_supported(const fl_table *t)
+{
+    if (strcmp(t->name, "baseline") == 0)
+        return 1;
+#if defined(FL_X86_64) && (defined(_MSC_VER) || defined(__GNUC__) || defined(__clang__))
+    if (strcmp(t->name, "avx2") == 0)
+        return fl_cpu_avx2();
+    if (strcmp(t->name, "avx512") == 0)
+        return fl_cpu_avx512();
+#endif
+    return 0;
+}
+
+static const fl_table *fl_active = NULL;
+
+static const fl_table *fl_best(void)
+{
+    int i;
+    for (i = FL_N_TABLES - 1; i > 0; --i)
+        if (fl_table_supported(fl_tables[i]))
+            return fl_tables[i];
+    return fl_tables[0];
+}
+
+/* First use selects the best target; the result of a race between two first
+ * calls is the same table, so the benign double initialisation is harmless.
+ * The Python module selects at import, before any kernel can run. */
+static const fl_table *fl_get(void)
+{
+    const fl_table *t = fl_active;
+    if (!t) {
+        t = fl_best();
+        fl_active = t;
+    }
+    return t;
+}
+
+int fl_target_set(const char *name)
+{
+    int i;
+    if (name == NULL || strcmp(name, "best") == 0 || name[0] == '\0') {
+        fl_active = fl_best();
+        return 0;
+    }
+    for (i = 0; i < FL_N_TABLES; ++i) {
+        if (strcmp(fl_tables[i]->name, name) == 0) {
+            if (!fl_table_supported(fl_tables[i]))
+                return -2;
+            fl_active = fl_tables[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *fl_target_selected(void) { return fl_get()->name; }
+
+const char *fl_target_compiled(void)
+{
+    return "baseline"
+#ifdef FL_HAVE_AVX2
+           " avx2"
+#endif
+#ifdef FL_HAVE_AVX512
+           " avx512"
+#endif
+        ;
+}
+
+const char *fl_target_supported(void)
+{
+    static char buf[64];
+    static int done = 0;
+    if (!done) {
+        int i;
+        buf[0] = '\0';
+        for (i = 0; i < FL_N_TABLES; ++i) {
+            if (fl_table_supported(fl_tables[i])) {
+                if (buf[0])
+                    strcat(buf, " ");
+                strcat(buf, fl_tables[i]->name);
+            }
+        }
+        done = 1;
+    }
+    return buf;
+}
+
+/* ---- the public entry points ------------------------------------------- */
+
+#define FL_FORWARD(T, S)                                                                     \
+    fl_index fl_ce_check_targets_##S(const int64_t *target, fl_index n_rows,                 \
+                                     fl_index n_classes, int64_t ignore_index,              \
+                                     const T *weight, double *denom)                        \
+    {                                                                                        \
+        return fl_get()->ce_check_targets_##S(target, n_rows, n_classes, ignore_index,      \
+                                              weight, denom);                               \
+    }                                                                                        \
+    double fl_ce_index_##S(const T *logits, const int64_t *target, fl_index n_rows,          \
+                           fl_index n_classes, const T *weight, int64_t ignore_index,       \
+                           double label_smoothing, double grad_scale, T *loss_out, T *grad, \
+                           int n_threads)                                                   \
+    {                                                                                        \
+        return fl_get()->ce_index_##S(logits, target, n_rows, n_classes, weight,            \
+                                      ignore_index, label_smoothing, grad_scale, loss_out,  \
+                                      grad, n_threads);                                     \
+    }                                                                                        \
+    double fl_ce_prob_##S(const T *logits, const T *target, fl_index n_rows,                 \
+                          fl_index n_classes, const T *weight, double label_smoothing,      \
+                          double grad_scale, T *loss_out, T *grad, int n_threads)           \
+    {                                                                                        \
+        return fl_get()->ce_prob_##S(logits, target, n_rows, n_classes, weight,             \
+                                     label_smoothing, grad_scale, loss_out, grad,           \
+                                     n_threads);                                            \
+    }                                                                                        \
+    double fl_bce_##S(const T *logits, const T *target, fl_index n, fl_bcast weight,         \
+                      fl_bcast pos_weight, double grad_scale, T *loss_out, T *grad,         \
+                      int n_threads)                                                        \
+    {                                                                                        \
+        return fl_get()->bce_##S(logits, target, n, weight, pos_weight, grad_scale,         \
+                                 loss_out, grad, n_threads);                                \
+    }                                                                                        \
+    double fl_focal_##S(const T *logits, const T *target, fl_index n, double alpha,          \
+                        double gamma, double grad_scale, T *loss_out, T *grad,              \
+                        int n_threads)                                                      \
+    {                                                                                        \
+        return fl_get()->focal_##S(logits, target, n, alpha, gamma, grad_scale, loss_out,   \
+                                   grad, n_threads);                                        \
+    }                                                                                        \
+    double fl_huber_##S(const T *input, const T *target, fl_index n, double delta,           \
+                        double grad_scale, T *loss_out, T *grad, int n_threads)             \
+    {                                                                                        \
+        return fl_get()->huber_##S(input, target, n, delta, grad_scale, loss_out, grad,     \
+                                   n_threads);                                              \
+    }                                                                                        \
+    double fl_smooth_l1_##S(const T *input, const T *target, fl_index n, double beta,        \
+                            double grad_scale, T *loss_out, T *grad, int n_threads)         \
+    {                                                                                        \
+        return fl_get()->smooth_l1_##S(input, target, n, beta, grad_scale, loss_out, grad,  \
+                                       n_threads);                                          \
+    }
+
+FL_FORWARD(float, f32)
+FL_FORWARD(double, f64)
