@@ -24,13 +24,25 @@ static inline FL_T FL_SFX(exp_neg_abs)(FL_T x)
 static inline FL_T FL_SFX(relu)(FL_T x) { return x > 0 ? x : (FL_T)0; }
 static inline FL_T FL_SFX(relu_neg)(FL_T x) { return x < 0 ? -x : (FL_T)0; }
 
-/* x^g for g >= 0 with 0^0 == 1; the common integer exponents skip pow(). */
-static inline FL_T FL_SFX(powg)(FL_T x, FL_T g, int g_kind)
+/* x^g for x >= 0 (or NaN) and g > 0, as exp(g log x): 0^g == 0.  Callers
+ * handle the integer exponents 0, 1, 2 separately. */
+static inline FL_T FL_SFX(powg)(FL_T x, FL_T g) { return FL_EXP(g * FL_LOG(x)); }
+
+/* Sum of l[0..n) in a fixed order: FL_LANES interleaved partial sums in the
+ * compute dtype (vectorisable), folded in order into a double.  Callers keep n
+ * to a block (<= a few hundred), so the float partial sums stay exact to a few
+ * ulp. */
+static inline double FL_SFX(block_sum)(const FL_T *l, fl_index n)
 {
-    switch (g_kind) {
-    case 0: return (FL_T)1;
-    case 1: return x;
-    case 2: return x * x;
-    default: return FL_POW(x, g);
-    }
+    FL_T acc[FL_LANES] = {0};
+    fl_index i = 0;
+    double total = 0.0;
+    for (; i + FL_LANES <= n; i += FL_LANES)
+        for (int j = 0; j < FL_LANES; ++j)
+            acc[j] += l[i + j];
+    for (int j = 0; j < FL_LANES; ++j)
+        total += (double)acc[j];
+    for (; i < n; ++i)
+        total += (double)l[i];
+    return total;
 }

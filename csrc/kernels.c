@@ -8,8 +8,20 @@
 #include "fusedloss.h"
 #include "runtime.h"
 
+#include "fl_vmath.h"
+
 #include <math.h>
 #include <string.h>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_RESTRICT __restrict
+#else
+#define FL_RESTRICT restrict
+#endif
+
+/* Accumulator lanes of the vectorised sums.  Fixed (not per target), so sums
+ * are formed in the same order, and agree bitwise, on every SIMD target. */
+#define FL_LANES 16
 
 /* Elements per inner block of the element-wise kernels (stack buffers). */
 #define FL_BLOCK ((fl_index)256)
@@ -29,10 +41,9 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 /* ---- float32 ---------------------------------------------------------- */
 #define FL_T float
 #define FL_SFX(name) name##_f32
-#define FL_EXP expf
-#define FL_LOG logf
-#define FL_LOG1P log1pf
-#define FL_POW powf
+#define FL_EXP fl_exp_f32
+#define FL_LOG fl_log_f32
+#define FL_LOG1P fl_log1p_f32
 #include "fl_math.h"
 #include "softmax_ce.inc"
 #include "binary.inc"
@@ -42,15 +53,13 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #undef FL_EXP
 #undef FL_LOG
 #undef FL_LOG1P
-#undef FL_POW
 
 /* ---- float64 ---------------------------------------------------------- */
 #define FL_T double
 #define FL_SFX(name) name##_f64
-#define FL_EXP exp
-#define FL_LOG log
-#define FL_LOG1P log1p
-#define FL_POW pow
+#define FL_EXP fl_exp_f64
+#define FL_LOG fl_log_f64
+#define FL_LOG1P fl_log1p_f64
 #include "fl_math.h"
 #include "softmax_ce.inc"
 #include "binary.inc"
@@ -60,4 +69,3 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #undef FL_EXP
 #undef FL_LOG
 #undef FL_LOG1P
-#undef FL_POW
