@@ -5,7 +5,8 @@ import sys
 from ._version import __version__
 
 _MAX_THREADS = 1024
-_num_threads = None  # None: not set by the user; resolved lazily
+_num_threads = None  # set_num_threads(), else None
+_env_default = None  # FUSEDLOSS_NUM_THREADS / usable cores, read once on first use
 
 
 def _usable_cores():
@@ -45,13 +46,20 @@ def set_num_threads(n):
 
 def get_num_threads():
     """The default number of threads: set_num_threads(), else FUSEDLOSS_NUM_THREADS,
-    else the number of usable cores."""
-    return _num_threads if _num_threads is not None else _default_threads()
+    else the number of usable cores (both read once, at the first call)."""
+    global _env_default
+    if _num_threads is not None:
+        return _num_threads
+    if _env_default is None:
+        _env_default = _default_threads()
+    return _env_default
 
 
 def resolve_threads(n_threads):
     if n_threads is None:
-        return get_num_threads()
+        return _num_threads if _num_threads is not None else get_num_threads()
+    if type(n_threads) is int and 1 <= n_threads <= _MAX_THREADS:
+        return n_threads
     return _check_threads(n_threads)
 
 

@@ -124,6 +124,42 @@ def ce_index(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight,
     return r
 
 
+def ce_index_checked(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight,
+                     int64_t ignore_index, double eps, bint mean, loss_out, grad,
+                     int n_threads):
+    """Checks the class indices, then (only if all are valid) runs the kernel.
+
+    Returns (position of the first bad index or -1, denominator, loss sum); the
+    gradient scale is 1/denominator for a mean (0 for a mean over nothing)."""
+    cdef void *z = _ptr(logits)
+    cdef const int64_t *t = <const int64_t *>_ptr(target)
+    cdef void *w = _ptr(weight)
+    cdef void *lo = _ptr(loss_out)
+    cdef void *g = _ptr(grad)
+    cdef double r = 0.0, denom = 0.0, scale = 1.0
+    cdef fl_index bad
+    cdef bint f32 = _is_f32(logits)
+    with nogil:
+        if f32:
+            bad = fl_ce_check_targets_f32(t, n_rows, n_classes, ignore_index, <const float *>w,
+                                          &denom)
+        else:
+            bad = fl_ce_check_targets_f64(t, n_rows, n_classes, ignore_index,
+                                          <const double *>w, &denom)
+        if bad < 0:
+            if mean:
+                scale = 1.0 / denom if denom != 0 else 0.0
+            if f32:
+                r = fl_ce_index_f32(<const float *>z, t, n_rows, n_classes, <const float *>w,
+                                    ignore_index, eps, scale, <float *>lo, <float *>g,
+                                    n_threads)
+            else:
+                r = fl_ce_index_f64(<const double *>z, t, n_rows, n_classes,
+                                    <const double *>w, ignore_index, eps, scale, <double *>lo,
+                                    <double *>g, n_threads)
+    return bad, denom, r
+
+
 def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
             double scale, loss_out, grad, int n_threads):
     cdef void *z = _ptr(logits)

@@ -34,16 +34,20 @@ def compute_dtype(dt):
 
 def contiguous(a, dtype):
     """C-contiguous, native-order array of `dtype`; no copy when `a` already is one."""
+    if a.dtype is dtype and a.flags.c_contiguous:
+        return a
     return np.asarray(a, dtype=dtype, order="C")
 
 
 def check_reduction(reduction):
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+    if reduction.__class__ is not str or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
 
 
 def finite_param(value, name):
+    if value.__class__ is float and math.isfinite(value):
+        return value
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -54,6 +58,8 @@ def finite_param(value, name):
 
 
 def int_param(value, name):
+    if value.__class__ is int and -(2**63) <= value < 2**63:
+        return value
     try:
         v = operator.index(value)
     except TypeError:
@@ -118,6 +124,8 @@ def check_outputs(reduction, return_grad, out, grad_out, loss_shape, grad_shape,
     logits_arrays: (user's logits, converted logits); grad_out may be exactly the
     converted logits, and out may overlap neither.
     """
+    if out is None and grad_out is None:
+        return None, None
     user_logits, logits_c = logits_arrays
     if out is not None:
         if reduction != "none":

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _INT64_MAX = np.iinfo(np.int64).max
+_I64 = np.dtype(np.int64)
 
 
 def _finish(reduction, total, denom, dtype, out, return_grad, grad):
@@ -66,6 +67,8 @@ def _index_targets(target, batch_shape, n_classes):
             f"class-index target has shape {target.shape}, expected logits.shape[:-1] = "
             f"{batch_shape} (logits have {n_classes} classes on the last axis)"
         )
+    if target.dtype is _I64 and target.flags.c_contiguous:
+        return target
     if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size:
         # uint64 values above the int64 range cannot be valid class indices.
         big = np.flatnonzero(target.reshape(-1) > _INT64_MAX)
@@ -145,23 +148,19 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
     out, grad_out = check_outputs(reduction, return_grad, out, grad_out, batch_shape, x.shape,
                                   dtype, [t, tc, w_user, w], (x, xc))
 
-    if probs:
-        denom = float(n_rows)
-    else:
-        bad, denom = _kernels.ce_check_targets(tc, n_classes, ignore_index, w,
-                                               dtype == np.float32)
-        if bad >= 0:
-            _raise_index(t, bad, int(tc.reshape(-1)[bad]), n_classes)
-
     loss_out = _alloc(batch_shape, dtype, out, reduction == "none")
     grad = _alloc(x.shape, dtype, grad_out, return_grad)
-    scale = _mean_scale(reduction, denom)
     if probs:
-        total = _kernels.ce_prob(xc, tc, n_rows, n_classes, w, eps, scale, loss_out, grad,
-                                 threads)
+        denom = float(n_rows)
+        total = _kernels.ce_prob(xc, tc, n_rows, n_classes, w, eps,
+                                 _mean_scale(reduction, denom), loss_out, grad, threads)
     else:
-        total = _kernels.ce_index(xc, tc, n_rows, n_classes, w, ignore_index, eps, scale,
-                                  loss_out, grad, threads)
+        # The indices are checked in the same call, before the kernel writes.
+        bad, denom, total = _kernels.ce_index_checked(xc, tc, n_rows, n_classes, w,
+                                                      ignore_index, eps, reduction == "mean",
+                                                      loss_out, grad, threads)
+        if bad >= 0:
+            _raise_index(t, bad, int(tc.reshape(-1)[bad]), n_classes)
     return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad)
 
 
