@@ -280,3 +280,26 @@ def test_show_config(capsys):
     fl.show_config()
     text = capsys.readouterr().out
     assert fl.__version__ in text and "SIMD" in text and "threads" in text
+
+
+def test_ce_fast_path_and_validating_path_agree():
+    # Canonical inputs take the compiled fast path; a weight of ones, an int32
+    # target or a view force the validating path; both must give the same bits.
+    x = rng.normal(size=(40, 7)).astype(np.float32)
+    t = rng.integers(0, 7, 40)
+    t[::5] = -100
+    for red in ["mean", "sum", "none"]:
+        fast = fl.softmax_cross_entropy(x, t, reduction=red, return_grad=True,
+                                        label_smoothing=0.1)
+        for kw in [dict(target=t.astype(np.int32)), dict(weight=np.ones(7, np.float32)),
+                   dict(n_threads=np.int64(2))]:
+            tt = kw.pop("target", t)
+            slow = fl.softmax_cross_entropy(x, tt, reduction=red, return_grad=True,
+                                            label_smoothing=0.1, **kw)
+            np.testing.assert_array_equal(fast[0], slow[0])
+            np.testing.assert_array_equal(fast[1], slow[1])
+    # a bad index found by the fast path still raises the validating path's error
+    t2 = t.copy()
+    t2[3] = 7
+    with pytest.raises(IndexError, match=r"target\[3\] = 7"):
+        fl.softmax_cross_entropy(x, t2)

@@ -160,6 +160,108 @@ def ce_index_checked(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, we
     return bad, denom, r
 
 
+cdef object _np_f32 = None
+cdef object _np_f64 = None
+cdef dict _REDUCE = {"mean": 0, "sum": 1, "none": 2}
+
+
+def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint return_grad,
+                  grad_out, n_threads):
+    """softmax_cross_entropy for inputs that need no conversion, or NotImplemented.
+
+    Accepts only what is already canonical: exact ndarrays, logits C-contiguous
+    native float32/float64 with at least one class, int64 C-contiguous
+    index targets of shape logits.shape[:-1], no weight, no out, grad_out None
+    or the logits themselves, plain float/int/str options in range.  Anything
+    else, including any class index out of range (checked before any write),
+    returns NotImplemented and the caller takes the validating path, which owns
+    every error message.  Results are those of the validating path: the same
+    kernel with the same arguments."""
+    global _np_f32, _np_f64
+    cdef cnp.ndarray x, t, grad, loss_out = None
+    cdef int nd, i, red, tn
+    cdef double eps, denom = 0.0, total = 0.0, scale = 1.0
+    cdef int64_t ign
+    cdef fl_index n_rows = 1, C, bad
+    cdef int nthr
+    if type(logits) is not cnp.ndarray or type(target) is not cnp.ndarray:
+        return NotImplemented
+    if type(label_smoothing) is not float or type(ignore_index) is not int:
+        return NotImplemented
+    if type(reduction) is not str or reduction not in _REDUCE:
+        return NotImplemented
+    if type(n_threads) is not int:
+        return NotImplemented
+    x = <cnp.ndarray>logits
+    t = <cnp.ndarray>target
+    tn = cnp.PyArray_TYPE(x)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        return NotImplemented
+    if not cnp.PyArray_ISCARRAY_RO(x) or not cnp.PyArray_ISNOTSWAPPED(x):
+        return NotImplemented
+    if cnp.PyArray_TYPE(t) != cnp.NPY_INT64 or not cnp.PyArray_ISCARRAY_RO(t) \
+            or not cnp.PyArray_ISNOTSWAPPED(t):
+        return NotImplemented
+    nd = cnp.PyArray_NDIM(x)
+    if nd < 1 or cnp.PyArray_NDIM(t) != nd - 1:
+        return NotImplemented
+    C = cnp.PyArray_DIM(x, nd - 1)
+    if C <= 0:
+        return NotImplemented
+    for i in range(nd - 1):
+        if cnp.PyArray_DIM(t, i) != cnp.PyArray_DIM(x, i):
+            return NotImplemented
+        n_rows *= cnp.PyArray_DIM(x, i)
+    eps = label_smoothing
+    if not (0.0 <= eps <= 1.0):
+        return NotImplemented
+    if not (-(2**63) <= ignore_index < 2**63) or not (1 <= n_threads <= 1024):
+        return NotImplemented
+    ign = ignore_index
+    nthr = n_threads
+    red = _REDUCE[reduction]
+    if grad_out is not None:
+        if grad_out is not logits or not return_grad or not cnp.PyArray_ISWRITEABLE(x):
+            return NotImplemented
+        grad = x
+    elif return_grad:
+        grad = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
+    else:
+        grad = None
+    if red == 2:
+        loss_out = cnp.PyArray_EMPTY(nd - 1, cnp.PyArray_DIMS(x), tn, 0)
+    cdef void *z = cnp.PyArray_DATA(x)
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
+    cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
+    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(grad)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            bad = fl_ce_check_targets_f32(tp, n_rows, C, ign, NULL, &denom)
+        else:
+            bad = fl_ce_check_targets_f64(tp, n_rows, C, ign, NULL, &denom)
+        if bad < 0:
+            if red == 0:
+                scale = 1.0 / denom if denom != 0 else 0.0
+            if tn == cnp.NPY_FLOAT32:
+                total = fl_ce_index_f32(<const float *>z, tp, n_rows, C, NULL, ign, eps, scale,
+                                        <float *>lo, <float *>g, nthr)
+            else:
+                total = fl_ce_index_f64(<const double *>z, tp, n_rows, C, NULL, ign, eps,
+                                        scale, <double *>lo, <double *>g, nthr)
+    if bad >= 0:
+        return NotImplemented
+    if _np_f32 is None:
+        import numpy
+        _np_f32, _np_f64 = numpy.float32, numpy.float64
+    if red == 2:
+        loss = loss_out
+    else:
+        if red == 0:
+            total = total / denom if denom != 0 else float("nan")
+        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
+    return (loss, grad) if return_grad else loss
+
+
 def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
             double scale, loss_out, grad, int n_threads):
     cdef void *z = _ptr(logits)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from . import _kernels
-from ._config import resolve_threads
+from ._config import get_num_threads, resolve_threads
 from ._validate import (
     as_numeric,
     broadcast_weight,
@@ -95,6 +95,14 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
     or ``(loss, grad)`` with ``return_grad=True``; the gradient (with respect
     to the logits) comes from the same fused pass.
     """
+    if weight is None and out is None:
+        # Canonical inputs (the common training call) skip the Python-level
+        # conversions; anything else returns NotImplemented and is validated here.
+        r = _kernels.ce_index_fast(logits, target, ignore_index, label_smoothing, reduction,
+                                   return_grad, grad_out,
+                                   get_num_threads() if n_threads is None else n_threads)
+        if r is not NotImplemented:
+            return r
     reduction = check_reduction(reduction)
     x = as_numeric(logits, "logits")
     if x.ndim == 0:
