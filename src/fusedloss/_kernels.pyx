@@ -160,6 +160,16 @@ def ce_index_checked(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, we
     return bad, denom, r
 
 
+cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    """Whether the byte ranges of two C-contiguous arrays intersect."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    if na == 0 or nb == 0:
+        return False
+    return pa < pb + nb and pb < pa + na
+
+
 cdef object _np_f32 = None
 cdef object _np_f64 = None
 cdef dict _REDUCE = {"mean": 0, "sum": 1, "none": 2}
@@ -221,9 +231,26 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
     nthr = n_threads
     red = _REDUCE[reduction]
     if grad_out is not None:
-        if grad_out is not logits or not return_grad or not cnp.PyArray_ISWRITEABLE(x):
+        if not return_grad:
             return NotImplemented
-        grad = x
+        if grad_out is logits:
+            if not cnp.PyArray_ISWRITEABLE(x):
+                return NotImplemented
+            grad = x
+        else:
+            # a separate buffer: canonical, same shape, and its bytes disjoint
+            # from the logits' and the targets' (all three are contiguous)
+            if type(grad_out) is not cnp.ndarray:
+                return NotImplemented
+            grad = <cnp.ndarray>grad_out
+            if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
+                    or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
+                return NotImplemented
+            for i in range(nd):
+                if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
+                    return NotImplemented
+            if _overlap(grad, x) or _overlap(grad, t):
+                return NotImplemented
     elif return_grad:
         grad = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
     else:

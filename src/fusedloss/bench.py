@@ -9,7 +9,10 @@ reports, all measured in the same run:
     gradient, exactly what a copy does; element-wise losses also read a target,
     so their floor is 1.5x),
   - the speed-up over the NumPy reference (fusedloss.reference) and, when
-    installed, over PyTorch CPU forward + backward.
+    installed, over PyTorch CPU forward + backward and over scikit-learn's
+    Cython losses (sklearn._loss: HalfMultinomialLoss for cross-entropy,
+    HalfBinomialLoss for BCE, HuberLoss for Huber; loss_gradient with
+    preallocated outputs, one thread).
 """
 import argparse
 import json
@@ -69,18 +72,24 @@ def _cases(dtype, ce_sizes, ew_sizes, rng):
             ref=lambda x=x, t=t: reference.softmax_cross_entropy(x, t, return_grad=True),
             torch=lambda torch, x=x, t=t: (torch.from_numpy(x), torch.from_numpy(t),
                                            torch.nn.functional.cross_entropy),
+            sklearn=lambda L, x=x, t=t: _sk_call(L.HalfMultinomialLoss(n_classes=x.shape[1]),
+                                                 t.astype(x.dtype), x),
             nbytes=2 * x.size * isz + t.size * 8))
     for n, c in ew_sizes:
         x = rng.normal(size=(n, c)).astype(dtype) * 3
         tb = (rng.uniform(size=(n, c)) > 0.7).astype(dtype)
         tr = (x + rng.normal(size=(n, c))).astype(dtype)
         g = np.empty_like(x)
+        sk = {"binary_cross_entropy_with_logits": lambda L: L.HalfBinomialLoss(),
+              "huber_loss": lambda L: L.HuberLoss(delta=1.0)}
         for name, t, kw in [("binary_cross_entropy_with_logits", tb, {}),
                             ("sigmoid_focal_loss", tb, {}),
                             ("huber_loss", tr, {}), ("smooth_l1_loss", tr, {})]:
             fast_fn = getattr(losses, name)
             ref_fn = getattr(reference, name)
             out.append(dict(
+                sklearn=(lambda L, mk=sk[name], x=x, t=t: _sk_call(mk(L), t.ravel(), x.ravel()))
+                if name in sk else None,
                 loss=name, shape=(n, c), x=x,
                 fast=lambda f=fast_fn, x=x, t=t, g=g: f(x, t, return_grad=True, grad_out=g),
                 ref=lambda f=ref_fn, x=x, t=t: f(x, t, return_grad=True),
@@ -89,6 +98,21 @@ def _cases(dtype, ce_sizes, ew_sizes, rng):
                                                           _torch_fn(torch, name)),
                 nbytes=3 * x.size * isz))
     return out
+
+
+def _sklearn():
+    try:
+        from sklearn._loss import loss as L
+    except Exception:
+        return None
+    return L
+
+
+def _sk_call(loss, y, raw):
+    """A callable running sklearn's fused loss_gradient with preallocated outputs."""
+    lo = np.empty(raw.shape[0], dtype=raw.dtype)
+    go = np.empty_like(raw)
+    return lambda: loss.loss_gradient(y, raw, loss_out=lo, gradient_out=go, n_threads=1)
 
 
 def _torch_fn(torch, name):
@@ -119,6 +143,7 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
     if threads is not None:
         _config.set_num_threads(threads)
     tmod = _torch() if torch else None
+    skl = _sklearn() if torch else None
     if tmod is not None:
         tmod.set_num_threads(_config.get_num_threads())
     rng = np.random.default_rng(0)
@@ -141,6 +166,8 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
                        threads=_config.get_num_threads())
             if tmod is not None:
                 row["speedup_torch"] = _torch_time(tmod, case) / t_fast
+            if skl is not None and case.get("sklearn") is not None:
+                row["speedup_sklearn"] = _time(case["sklearn"](skl)) / t_fast
             results.append(row)
             if verbose:
                 print(_format_row(row), flush=True)
@@ -148,7 +175,7 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
 
 
 HEADER = (f"{'loss':<34} {'dtype':<8} {'shape':>12} {'time':>10} {'GB/s':>7} "
-          f"{'x copy':>7} {'vs numpy':>9} {'vs torch':>9}")
+          f"{'x copy':>7} {'vs numpy':>9} {'vs torch':>9} {'vs sklearn':>10}")
 
 
 def _fmt_time(s):
@@ -158,8 +185,10 @@ def _fmt_time(s):
 def _format_row(r):
     shape = "x".join(str(v) for v in r["shape"])
     torch_col = f"{r['speedup_torch']:8.1f}x" if "speedup_torch" in r else f"{'-':>9}"
+    sk_col = f"{r['speedup_sklearn']:9.1f}x" if "speedup_sklearn" in r else f"{'-':>10}"
     return (f"{r['loss']:<34} {r['dtype']:<8} {shape:>12} {_fmt_time(r['time_s']):>10} "
-            f"{r['gb_per_s']:7.2f} {r['x_copy']:7.2f} {r['speedup_numpy']:8.1f}x {torch_col}")
+            f"{r['gb_per_s']:7.2f} {r['x_copy']:7.2f} {r['speedup_numpy']:8.1f}x {torch_col} "
+            f"{sk_col}")
 
 
 def _plot(results, path):
@@ -188,7 +217,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels")
     p.add_argument("--dtype", choices=["float32", "float64"], action="append",
                    help="only this dtype (repeatable)")
-    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip PyTorch and scikit-learn even if installed")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of the copy ratios")
     a = p.parse_args(argv)
     quiet_json = a.json == "-"
