@@ -19,6 +19,21 @@ static inline FL_T FL_SFX(exp_neg_abs)(FL_T x)
     return FL_EXP(-a);
 }
 
+/* v > m ? v : m as a bit blend.  GCC turns the plain select into a scalar
+ * max instruction that it then refuses to vectorise (without
+ * -ffinite-math-only); the integer blend vectorises on every target.  Same
+ * semantics: m is kept when v is NaN or not greater. */
+static inline FL_T FL_SFX(select_gt)(FL_T v, FL_T m)
+{
+    FL_UINT a, b, k = (FL_UINT)0 - (FL_UINT)(v > m);
+    FL_T r;
+    memcpy(&a, &v, sizeof a);
+    memcpy(&b, &m, sizeof b);
+    a = (a & k) | (b & ~k);
+    memcpy(&r, &a, sizeof r);
+    return r;
+}
+
 /* max(x, 0) and max(-x, 0); NaN maps to 0 here, callers carry NaN through
  * the log1p(exp(-|x|)) term. */
 static inline FL_T FL_SFX(relu)(FL_T x) { return x > 0 ? x : (FL_T)0; }

@@ -13,6 +13,13 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
+#define FL_HAVE_SSE2 1
+#include <immintrin.h>
+#else
+#define FL_HAVE_SSE2 0
+#endif
+
 #if defined(_MSC_VER) && !defined(__clang__)
 #define FL_RESTRICT __restrict
 #else
@@ -40,32 +47,44 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 
 /* ---- float32 ---------------------------------------------------------- */
 #define FL_T float
+#define FL_IS_F32 1
 #define FL_SFX(name) name##_f32
 #define FL_EXP fl_exp_f32
 #define FL_LOG fl_log_f32
 #define FL_LOG1P fl_log1p_f32
+#define FL_UINT uint32_t
 #include "fl_math.h"
+#include "fl_simd.h"
 #include "softmax_ce.inc"
 #include "binary.inc"
 #include "regression.inc"
+#include "fl_simd_undef.h"
 #undef FL_T
+#undef FL_IS_F32
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_LOG
 #undef FL_LOG1P
+#undef FL_UINT
 
 /* ---- float64 ---------------------------------------------------------- */
 #define FL_T double
+#define FL_IS_F32 0
 #define FL_SFX(name) name##_f64
 #define FL_EXP fl_exp_f64
 #define FL_LOG fl_log_f64
 #define FL_LOG1P fl_log1p_f64
+#define FL_UINT uint64_t
 #include "fl_math.h"
+#include "fl_simd.h"
 #include "softmax_ce.inc"
 #include "binary.inc"
 #include "regression.inc"
+#include "fl_simd_undef.h"
 #undef FL_T
+#undef FL_IS_F32
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_LOG
 #undef FL_LOG1P
+#undef FL_UINT
