@@ -93,7 +93,9 @@ class BuildExt(build_ext):
         if ctype != "msvc":
             ext.extra_compile_args = list(ext.extra_compile_args or []) + ["-O2"]
             if sys.platform.startswith("linux"):
-                ext.extra_link_args = list(ext.extra_link_args or []) + ["-lm"]
+                # libm, and libpthread for the thread pool (separate from libc
+                # before glibc 2.34, e.g. on manylinux2014)
+                ext.extra_link_args = list(ext.extra_link_args or []) + ["-lm", "-pthread"]
         super().build_extension(ext)
 
 

@@ -246,14 +246,33 @@ def test_bce_weight_broadcast_patterns_match_materialised():
         np.testing.assert_array_equal(got[1], want[1], err_msg=str(wshape))
 
 
-def test_thread_count_does_not_change_results():
-    x = rng.normal(size=(300, 1000)).astype(np.float32)
-    t = rng.integers(0, 1000, 300)
-    want = fl.softmax_cross_entropy(x, t, return_grad=True, n_threads=1)
-    for n in [2, 3, 8]:
-        got = fl.softmax_cross_entropy(x, t, return_grad=True, n_threads=n)
-        assert got[0] == want[0]
-        np.testing.assert_array_equal(got[1], want[1])
+THREAD_CASES = {
+    "ce-index": lambda x, t, y, **k: fl.softmax_cross_entropy(x, t, label_smoothing=0.1, **k),
+    "ce-prob": lambda x, t, y, **k: fl.softmax_cross_entropy(x, y, **k),
+    "ce-few": lambda x, t, y, **k: fl.softmax_cross_entropy(x.reshape(-1, 8), t.repeat(125) % 8,
+                                                            **k),
+    "bce": lambda x, t, y, **k: fl.binary_cross_entropy_with_logits(
+        x, y, pos_weight=np.linspace(0.5, 2, x.shape[-1], dtype=x.dtype), **k),
+    "focal": lambda x, t, y, **k: fl.sigmoid_focal_loss(x, y, gamma=1.5, **k),
+    "huber": lambda x, t, y, **k: fl.huber_loss(x, y, **k),
+    "smooth_l1": lambda x, t, y, **k: fl.smooth_l1_loss(x, y, beta=0.5, **k),
+}
+
+
+@pytest.mark.parametrize("name", list(THREAD_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_count_does_not_change_results(name, dtype):
+    # 600 x 1000 elements: above the size where the kernels go parallel.
+    x = (rng.normal(size=(600, 1000)) * 3).astype(dtype)
+    t = rng.integers(0, 1000, 600)
+    y = rng.uniform(size=(600, 1000)).astype(dtype)
+    f = THREAD_CASES[name]
+    for reduction in ["mean", "none"]:
+        want = f(x, t, y, reduction=reduction, return_grad=True, n_threads=1)
+        for n in [2, 3, 8, 64]:
+            got = f(x, t, y, reduction=reduction, return_grad=True, n_threads=n)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_thread_settings(monkeypatch):
