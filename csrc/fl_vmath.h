@@ -8,15 +8,19 @@
  * and contains no branches: special inputs are handled with selects
  * (`c ? a : b`) and type punning goes through memcpy, so that a loop such as
  * `for (i = 0; i < n; i++) y[i] = fl_exp_f32(x[i]);` is vectorised by GCC
- * and clang at -O3 (SSE2 baseline, AVX2, AVX-512; NEON on aarch64).
+ * and clang at -O3 (SSE2 baseline, AVX2, AVX-512; NEON on aarch64).  GCC
+ * needs -fno-trapping-math for that (else it will not if-convert the
+ * selects); clang vectorises either way.
  *
  * Accuracy (see csrc/tests/test_vmath.c and bench/vmath_sweep.c): the f32
- * functions were checked exhaustively over their kernel ranges, the f64 ones
- * by sampling against 80-bit long double; all stay within 1 ULP of the
- * correctly rounded result.  FMA is never needed for that bound: the code is
- * written so that it holds whether or not the compiler contracts a*b+c into
- * an fma (GCC does not in -std=c99 mode; clang does with -mfma), so results
- * may differ in the last bit between targets but stay within the bound.
+ * functions were checked exhaustively (all 2^32 inputs), the f64 ones by
+ * sampling against 80-bit long double; all stay below 1 ULP of the correctly
+ * rounded result (max measured: f32 exp 0.817, log 0.840, log1p 0.866;
+ * f64 exp 0.840, log 0.845, log1p 0.848).  FMA is never needed for that
+ * bound: the code is written so that it holds whether or not the compiler
+ * contracts a*b+c into an fma (GCC does not in -std=c99 mode; clang does
+ * with -mfma; GCC in GNU mode does on aarch64), so results may differ in the
+ * last bit between targets but stay within the bound.
  *
  * Special values (C99 Annex F semantics, without setting errno):
  *   exp:   exp(+-0) = 1 exactly, exp(-inf) = +0, exp(+inf) = +inf,
@@ -35,12 +39,14 @@
  *   exp:  n = round(x / ln2) by the add-and-subtract-1.5*2^p trick,
  *         r = (x - n*ln2_hi) - n*ln2_lo (Cody-Waite; n*ln2_hi is exact),
  *         |r| <= ln2/2, e^r = 1 + r + r^2 q(r) with q a weighted minimax
- *         polynomial (f32: degree 6 in total, f64: degree 11), then the
- *         result is scaled by 2^n as two factors 2^n1 * 2^n2, n1 = round(n/2),
- *         so that both factors are normal numbers even when the result
- *         overflows or is subnormal (the last product is the only rounding
- *         into the subnormal range).  The input is first clamped to a range
- *         that still overflows / underflows correctly.
+ *         polynomial (f32: degree 6 in total, f64: degree 11; q(0) = 1/2
+ *         exactly).  1 + r is formed together with its exact rounding error
+ *         (Fast2Sum), so only the last addition rounds at full magnitude.
+ *         The result is scaled by 2^n as two factors 2^n1 * 2^n2 with
+ *         n1 = round(n/2), so that both factors are normal numbers even when
+ *         the result overflows or is subnormal (the last product is the only
+ *         rounding into the subnormal range).  Inputs beyond [-104, 89]
+ *         (f32) / [-746, 710] (f64) are mapped to 0 / +inf by selects.
  *   log:  x = 2^k m with m in [sqrt(1/2), sqrt(2)) taken from the exponent
  *         and mantissa bits (subnormal x are first scaled by 2^24 / 2^54),
  *         f = m - 1 (exact), s = f / (2 + f), and
@@ -52,15 +58,33 @@
  *         the log core above.
  *
  * Caveats: do not compile with -ffast-math / -fassociative-math (they
- * would fold the rounding trick (y + C) - C into y); -ffinite-math-only
- * would break the special-value selects.  Ties in the rounding of n follow
- * the current rounding mode, which must be round-to-nearest.
+ * would fold the rounding trick (y + C) - C into y and the error terms of
+ * the compensated sums to zero); -ffinite-math-only would break the
+ * special-value selects.  The rounding mode must be round-to-nearest, and
+ * float arithmetic must be evaluated in its own type (FLT_EVAL_METHOD 0, as
+ * on x86-64 with SSE and on aarch64; x87 excess precision is not supported).
  */
 #ifndef FL_VMATH_H
 #define FL_VMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* a*b + c.  Where the target has a hardware FMA (x86 -mfma, aarch64), this
+ * is an explicit fma -- GCC in ISO C mode never contracts on its own -- which
+ * only saves instructions: the accuracy bound above does not depend on it,
+ * and without FMA it is a plain multiply and add (never a libm call). */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__FP_FAST_FMAF)
+#define FL__MADF(a, b, c) fmaf((a), (b), (c))
+#else
+#define FL__MADF(a, b, c) ((a) * (b) + (c))
+#endif
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__FP_FAST_FMA)
+#define FL__MADD(a, b, c) fma((a), (b), (c))
+#else
+#define FL__MADD(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* ---- bit casts ----------------------------------------------------------- */
 
@@ -94,8 +118,8 @@ static inline double fl__vm_from64(uint64_t u)
 
 /* ---- float32 ------------------------------------------------------------- */
 
-/* ln2 = FL__LN2_HI_F + FL__LN2_LO_F; the high part has 16 significant bits,
- * so k * FL__LN2_HI_F is exact for every |k| < 256. */
+/* ln2 = FL__LN2_HI_F + FL__LN2_LO_F; the high part has at most 16
+ * significant bits, so k * FL__LN2_HI_F is exact for every |k| < 256. */
 #define FL__LN2_HI_F 0.693145752f
 #define FL__LN2_LO_F 1.42860677e-06f
 #define FL__SHIFT_F 12582912.0f /* 1.5 * 2^23: x + S - S rounds x to an integer */
@@ -103,26 +127,29 @@ static inline double fl__vm_from64(uint64_t u)
 
 static inline float fl_exp_f32(float x)
 {
-    float xc, t, n, t1, r, r2, q, p, s1, s2;
+    float t, n, t1, r, r2, q, p1, e, p, s1, s2, y;
     uint32_t ut, ut1;
 
-    /* Clamp (NaN passes through both selects).  exp(89) overflows and
-     * exp(-104) is below half the smallest subnormal, so the clamped
-     * values still give +inf and +0. */
-    xc = x > 89.0f ? 89.0f : x;
-    xc = xc < -104.0f ? -104.0f : xc;
+    /* The steps below are valid for x in [-104, 89] (exp(89) already
+     * overflows, exp(-104) is below half the smallest subnormal); outside,
+     * they give garbage that the selects at the end replace.  NaN
+     * propagates through the arithmetic and passes both selects. */
+    t = FL__MADF(x, 1.44269502f, FL__SHIFT_F); /* 1.5*2^23 + n, n = round(x/ln2) */
+    n = t - FL__SHIFT_F;                         /* n in [-150, 128], exact */
+    t1 = FL__MADF(n, 0.5f, FL__SHIFT_F);         /* 1.5*2^23 + n1, n1 = round(n/2) */
 
-    t = xc * 1.44269502f + FL__SHIFT_F; /* 1.5*2^23 + n, n = round(x/ln2) */
-    n = t - FL__SHIFT_F;                /* n in [-150, 128], exact */
-    t1 = n * 0.5f + FL__SHIFT_F;        /* 1.5*2^23 + n1, n1 = round(n/2) */
-
-    r = (xc - n * FL__LN2_HI_F) - n * FL__LN2_LO_F;
+    /* r = x - n ln2; n * FL__LN2_HI_F is exact, so no fma is needed */
+    r = FL__MADF(-n, FL__LN2_LO_F, FL__MADF(-n, FL__LN2_HI_F, x));
     r2 = r * r;
-    q = 0.00836882275f + r * 0.00138625817f;
-    q = 0.0416672863f + r * q;
-    q = 0.166665241f + r * q;
-    q = 0.5f + r * q;
-    p = 1.0f + (r + r2 * q); /* e^r, in [0.70, 1.42] */
+    q = FL__MADF(r, 0.00138625817f, 0.00836882275f);
+    q = FL__MADF(r, q, 0.0416672863f);
+    q = FL__MADF(r, q, 0.166665241f);
+    q = FL__MADF(r, q, 0.5f);
+    /* e^r = 1 + r + r^2 q(r): 1 + r is formed with its exact rounding error
+     * e (Fast2Sum), so that only the last addition rounds at full size. */
+    p1 = 1.0f + r;
+    e = (1.0f - p1) + r;
+    p = p1 + FL__MADF(r2, q, e); /* e^r, in [0.70, 1.42] */
 
     /* 2^n = 2^n1 * 2^n2 with n1, n2 in [-75, 64]: both are normal floats.
      * The integers are read from the low mantissa bits of t and t1 with
@@ -131,7 +158,10 @@ static inline float fl_exp_f32(float x)
     ut1 = fl__vm_bits32(t1);
     s1 = fl__vm_from32((ut1 - FL__SHIFT_F_BITS + 127u) << 23);
     s2 = fl__vm_from32((ut - ut1 + 127u) << 23);
-    return (p * s1) * s2; /* p * s1 is exact; one rounding at the end */
+    y = (p * s1) * s2; /* p * s1 is exact; one rounding at the end */
+    y = x > 89.0f ? fl__vm_from32(0x7f800000u) : y; /* includes +inf */
+    y = x < -104.0f ? 0.0f : y;                     /* includes -inf */
+    return y;
 }
 
 /* log(u) + c for a positive normal u with exponent offset kofs (u is the
@@ -139,7 +169,7 @@ static inline float fl_exp_f32(float x)
 static inline float fl__log_core_f32(float u, float kofs, float c)
 {
     uint32_t iu;
-    float k, m, f, s, z, R, hfsq;
+    float k, m, f, s, z, R, hfsq, lo;
 
     /* Adding 1.0 - sqrt(1/2) in the bits carries into the exponent exactly
      * when the mantissa is >= sqrt(2), which yields m in [sqrt(1/2), sqrt(2)). */
@@ -150,9 +180,11 @@ static inline float fl__log_core_f32(float u, float kofs, float c)
     f = m - 1.0f; /* exact, |f| <= 0.4143 */
     s = f / (2.0f + f);
     z = s * s;
-    R = z * (0.666667819f + z * (0.399766117f + z * 0.298986554f));
+    R = z * FL__MADF(z, FL__MADF(z, 0.298986554f, 0.399766117f), 0.666667819f);
     hfsq = 0.5f * f * f;
-    return k * FL__LN2_HI_F - ((hfsq - (s * (hfsq + R) + (k * FL__LN2_LO_F + c))) - f);
+    /* log(u) = k ln2_hi - ((hfsq - (s (hfsq + R) + k ln2_lo + c)) - f) */
+    lo = FL__MADF(s, hfsq + R, FL__MADF(k, FL__LN2_LO_F, c));
+    return FL__MADF(k, FL__LN2_HI_F, -((hfsq - lo) - f));
 }
 
 static inline float fl_log_f32(float x)
@@ -201,42 +233,45 @@ static inline float fl_log1p_f32(float x)
 
 static inline double fl_exp_f64(double x)
 {
-    double xc, t, n, t1, r, r2, q, p, s1, s2;
+    double t, n, t1, r, r2, q, p1, e, p, s1, s2, y;
     uint64_t ut, ut1;
 
-    /* exp(710) overflows, exp(-746) is below half the smallest subnormal. */
-    xc = x > 710.0 ? 710.0 : x;
-    xc = xc < -746.0 ? -746.0 : xc;
+    /* Valid for x in [-746, 710] (exp(710) overflows, exp(-746) is below
+     * half the smallest subnormal); the selects at the end fix the rest. */
+    t = FL__MADD(x, 1.4426950408889634, FL__SHIFT_D);
+    n = t - FL__SHIFT_D;                 /* n in [-1076, 1024] */
+    t1 = FL__MADD(n, 0.5, FL__SHIFT_D);  /* n1 = round(n/2) */
 
-    t = xc * 1.4426950408889634 + FL__SHIFT_D;
-    n = t - FL__SHIFT_D;             /* n in [-1076, 1024] */
-    t1 = n * 0.5 + FL__SHIFT_D;      /* n1 = round(n/2) */
-
-    r = (xc - n * FL__LN2_HI_D) - n * FL__LN2_LO_D;
+    r = FL__MADD(-n, FL__LN2_LO_D, FL__MADD(-n, FL__LN2_HI_D, x));
     r2 = r * r;
-    q = 2.7627912119015103e-07 + r * 2.4975457141911579e-08;
-    q = 2.7557667119649831e-06 + r * q;
-    q = 2.4801502246829174e-05 + r * q;
-    q = 0.00019841269419284418 + r * q;
-    q = 0.0013888888931541687 + r * q;
-    q = 0.008333333333528441 + r * q;
-    q = 0.041666666666593286 + r * q;
-    q = 0.16666666666666383 + r * q;
-    q = 0.5 + r * q;
-    p = 1.0 + (r + r2 * q);
+    q = FL__MADD(r, 2.4975457141911579e-08, 2.7627912119015103e-07);
+    q = FL__MADD(r, q, 2.7557667119649831e-06);
+    q = FL__MADD(r, q, 2.4801502246829174e-05);
+    q = FL__MADD(r, q, 0.00019841269419284418);
+    q = FL__MADD(r, q, 0.0013888888931541687);
+    q = FL__MADD(r, q, 0.008333333333528441);
+    q = FL__MADD(r, q, 0.041666666666593286);
+    q = FL__MADD(r, q, 0.16666666666666383);
+    q = FL__MADD(r, q, 0.5);
+    p1 = 1.0 + r;
+    e = (1.0 - p1) + r;
+    p = p1 + FL__MADD(r2, q, e);
 
     /* 2^n = 2^n1 * 2^n2 with n1, n2 in [-538, 512]. */
     ut = fl__vm_bits64(t);
     ut1 = fl__vm_bits64(t1);
     s1 = fl__vm_from64((ut1 - FL__SHIFT_D_BITS + 1023u) << 52);
     s2 = fl__vm_from64((ut - ut1 + 1023u) << 52);
-    return (p * s1) * s2;
+    y = (p * s1) * s2;
+    y = x > 710.0 ? fl__vm_from64(UINT64_C(0x7ff0000000000000)) : y;
+    y = x < -746.0 ? 0.0 : y;
+    return y;
 }
 
 static inline double fl__log_core_f64(double u, double kofs, double c)
 {
     uint64_t iu;
-    double k, m, f, s, z, z2, Ro, Re, hfsq;
+    double k, m, f, s, z, z2, Ro, Re, hfsq, lo;
 
     iu = fl__vm_bits64(u) + (UINT64_C(0x3ff0000000000000) - UINT64_C(0x3fe6a09e667f3bcd));
     /* biased exponent -> double without an int64 conversion instruction */
@@ -250,12 +285,14 @@ static inline double fl__log_core_f64(double u, double kofs, double c)
     z2 = z * z;
     /* R(z) = z*(c0 + c1 z + ... + c6 z^6), split in odd / even powers of z
      * to shorten the dependency chain. */
-    Ro = z * (0.66666666666667451 + z2 * (0.28571428760595219
-              + z2 * (0.18183674826255466 + z2 * 0.14827151521986462)));
-    Re = z2 * (0.39999999999339336 + z2 * (0.22222196570148858
-               + z2 * 0.15311072383560778));
+    Ro = FL__MADD(z2, 0.14827151521986462, 0.18183674826255466);
+    Ro = FL__MADD(z2, Ro, 0.28571428760595219);
+    Ro = z * FL__MADD(z2, Ro, 0.66666666666667451);
+    Re = FL__MADD(z2, 0.15311072383560778, 0.22222196570148858);
+    Re = z2 * FL__MADD(z2, Re, 0.39999999999339336);
     hfsq = 0.5 * f * f;
-    return k * FL__LN2_HI_D - ((hfsq - (s * (hfsq + (Ro + Re)) + (k * FL__LN2_LO_D + c))) - f);
+    lo = FL__MADD(s, hfsq + (Ro + Re), FL__MADD(k, FL__LN2_LO_D, c));
+    return FL__MADD(k, FL__LN2_HI_D, -((hfsq - lo) - f));
 }
 
 static inline double fl_log_f64(double x)
