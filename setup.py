@@ -62,6 +62,7 @@ def core_flags(compiler_type):
         "-fno-math-errno",
         "-fno-trapping-math",
         "-fvisibility=hidden",
+        "-pthread",
     ]
 
 

@@ -84,8 +84,6 @@ const char *fl_target_supported(void);
 
 /* Build information. */
 const char *fl_compiler(void);
-const char *fl_simd_compiled(void);
-const char *fl_simd_selected(void);
 
 #ifdef __cplusplus
 }

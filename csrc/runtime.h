@@ -8,7 +8,13 @@
 /* Sums fn(ctx, begin, end) over a partition of [0, n_units) into at most
  * FL_MAX_SEGMENTS contiguous segments.  The partition depends only on n_units
  * and unit_cost (elements per unit), and the segment sums are added in
- * segment order, so the result is the same for every n_threads. */
+ * segment order, so the result is the same for every n_threads.
+ *
+ * Large calls run the segments on up to n_threads threads, the calling thread
+ * included (small ones stay on the caller), so fn must be safe to call at the
+ * same time on distinct segments.  Safe to call from several threads at once;
+ * keeps no state between calls; never fails (if threads cannot be created the
+ * caller runs the remaining segments itself).  POSIX builds need -pthread. */
 #define FL_MAX_SEGMENTS 64
 typedef double (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end);
 double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,

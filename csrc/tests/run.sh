@@ -11,7 +11,7 @@ cc=${1:-${CC:-cc}}
 shift || true
 build=${FL_TEST_BUILD:-$(mktemp -d)}
 mkdir -p "$build"
-flags=(-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -fno-math-errno -fno-trapping-math "-I$src")
+flags=(-std=c99 -O3 -Wall -Wextra -Wpedantic -Werror -fno-math-errno -fno-trapping-math "-I$src")
 machine=$("$cc" -dumpmachine 2>/dev/null || uname -m)
 targets=${FL_TARGETS:-}
 if [ -z "$targets" ]; then
@@ -20,15 +20,19 @@ if [ -z "$targets" ]; then
         *) targets="baseline" ;;
     esac
 fi
+target_flags() {
+    case $1 in
+        baseline) tf=() ;;
+        avx2) tf=(-mavx2 -mfma) ;;
+        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl) ;;
+        *) echo "unknown target $1" >&2; exit 2 ;;
+    esac
+}
 objs=()
 have=()
 for t in $targets; do
-    case $t in
-        baseline) tf=() ;;
-        avx2) tf=(-mavx2 -mfma); have+=(-DFL_HAVE_AVX2) ;;
-        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl); have+=(-DFL_HAVE_AVX512) ;;
-        *) echo "unknown target $t" >&2; exit 2 ;;
-    esac
+    target_flags "$t"
+    [ "$t" = baseline ] || have+=(-DFL_HAVE_"$(echo "$t" | tr a-z A-Z)")
     "$cc" "${flags[@]}" "${tf[@]}" -DFL_TARGET="$t" -c "$src/kernels.c" -o "$build/kernels_$t.o" "$@"
     objs+=("$build/kernels_$t.o")
 done
@@ -36,15 +40,25 @@ done
 "$cc" "${flags[@]}" -c "$src/runtime.c" -o "$build/runtime.o" "$@"
 objs+=("$build/dispatch.o" "$build/runtime.o")
 status=0
-for test in "$here"/test_*.c; do
+# Drivers of the dispatched kernels: one binary, run once per target.
+for test in "$here"/test_kernels.c "$here"/test_threads.c; do
     name=$(basename "$test" .c)
     "$cc" "${flags[@]}" "$test" "${objs[@]}" -o "$build/$name" -lm -pthread "$@"
 done
 for t in $targets; do
-    for test in "$here"/test_*.c; do
-        name=$(basename "$test" .c)
+    for name in test_kernels test_threads; do
         echo "== $name [$t]"
         FL_FORCE_TARGET=$t ${FL_TEST_RUNNER:-} "$build/$name" || status=1
     done
+    # fl_vmath.h is header-only: compile its test with this target's ISA flags
+    # (and run it only where the CPU has them: the kernel test above says so).
+    target_flags "$t"
+    "$cc" "${flags[@]}" "${tf[@]}" "$here/test_vmath.c" -o "$build/test_vmath_$t" -lm "$@"
+    if FL_FORCE_TARGET=$t "$build/test_kernels" | grep -q "not supported"; then
+        echo "== test_vmath [$t]: skipped, CPU lacks it"
+    else
+        echo "== test_vmath [$t]"
+        ${FL_TEST_RUNNER:-} "$build/test_vmath_$t" || status=1
+    fi
 done
 exit $status
