@@ -39,6 +39,56 @@ static inline FL_T FL_SFX(select_gt)(FL_T v, FL_T m)
 static inline FL_T FL_SFX(relu)(FL_T x) { return x > 0 ? x : (FL_T)0; }
 static inline FL_T FL_SFX(relu_neg)(FL_T x) { return x < 0 ? -x : (FL_T)0; }
 
+/* log1p(e) for e in [0, 1] (or NaN), the softplus term log1p(exp(-|x|)) of
+ * the binary losses: e + e^2 Q(e) with Q a Chebyshev fit of
+ * (log1p(e) - e) / e^2 (fitted with mpmath; polynomial error 7.5e-10 for
+ * float32 at degree 10, 1.6e-18 for float64 at degree 21).  No division and
+ * no special cases; max error 1.7 ulp (float32) and 1.3 ulp (float64),
+ * largest near e = 1, and full relative accuracy for tiny e, where it returns
+ * e - e^2/2 + ...  */
+static inline FL_T FL_SFX(log1p_unit)(FL_T e)
+{
+    /* Horner written out: a loop over a coefficient table keeps GCC from
+     * vectorising the element loops this is inlined into. */
+#if FL_IS_F32
+    FL_T q = -0.001770662617086398f;
+    q = FL_FMA(q, e, 0.01172534098762865f);
+    q = FL_FMA(q, e, -0.03631710700126946f);
+    q = FL_FMA(q, e, 0.07204850269975431f);
+    q = FL_FMA(q, e, -0.10774868340732503f);
+    q = FL_FMA(q, e, 0.13762709367639858f);
+    q = FL_FMA(q, e, -0.165636182748411f);
+    q = FL_FMA(q, e, 0.1998781927048246f);
+    q = FL_FMA(q, e, -0.24999246332594177f);
+    q = FL_FMA(q, e, 0.3333331484308961f);
+    q = FL_FMA(q, e, -0.49999999923880306f);
+#else
+    FL_T q = 1.507843780222621e-05;
+    q = FL_FMA(q, e, -0.0001818830325500265);
+    q = FL_FMA(q, e, 0.001043354876634814);
+    q = FL_FMA(q, e, -0.0038046517253179694);
+    q = FL_FMA(q, e, 0.009968982838076882);
+    q = FL_FMA(q, e, -0.020179668043339125);
+    q = FL_FMA(q, e, 0.03327845491726436);
+    q = FL_FMA(q, e, -0.046798182549893104);
+    q = FL_FMA(q, e, 0.05858685252957079);
+    q = FL_FMA(q, e, -0.06799320385322372);
+    q = FL_FMA(q, e, 0.07573035633807378);
+    q = FL_FMA(q, e, -0.08299931758127772);
+    q = FL_FMA(q, e, 0.09083470413958532);
+    q = FL_FMA(q, e, -0.09998705428075007);
+    q = FL_FMA(q, e, 0.11110938960467566);
+    q = FL_FMA(q, e, -0.12499983019721868);
+    q = FL_FMA(q, e, 0.14285713092791552);
+    q = FL_FMA(q, e, -0.1666666661032813);
+    q = FL_FMA(q, e, 0.19999999998361212);
+    q = FL_FMA(q, e, -0.2499999999997462);
+    q = FL_FMA(q, e, 0.33333333333333176);
+    q = FL_FMA(q, e, -0.5);
+#endif
+    return FL_FMA(e * e, q, e);
+}
+
 /* x^g for x >= 0 (or NaN) and g > 0, as exp(g log x): 0^g == 0.  Callers
  * handle the integer exponents 0, 1, 2 separately. */
 static inline FL_T FL_SFX(powg)(FL_T x, FL_T g) { return FL_EXP(g * FL_LOG(x)); }

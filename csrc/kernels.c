@@ -53,6 +53,7 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #define FL_LOG fl_log_f32
 #define FL_LOG1P fl_log1p_f32
 #define FL_UINT uint32_t
+#define FL_FMA FL__MADF
 #include "fl_math.h"
 #include "fl_simd.h"
 #include "softmax_ce.inc"
@@ -66,6 +67,7 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_UINT
+#undef FL_FMA
 
 /* ---- float64 ---------------------------------------------------------- */
 #define FL_T double
@@ -75,6 +77,7 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #define FL_LOG fl_log_f64
 #define FL_LOG1P fl_log1p_f64
 #define FL_UINT uint64_t
+#define FL_FMA FL__MADD
 #include "fl_math.h"
 #include "fl_simd.h"
 #include "softmax_ce.inc"
@@ -88,3 +91,4 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_UINT
+#undef FL_FMA

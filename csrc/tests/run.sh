@@ -24,7 +24,7 @@ target_flags() {
     case $1 in
         baseline) tf=() ;;
         avx2) tf=(-mavx2 -mfma) ;;
-        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl) ;;
+        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mprefer-vector-width=512) ;;
         *) echo "unknown target $1" >&2; exit 2 ;;
     esac
 }
