@@ -9,3 +9,8 @@
 #undef FL_VIS1
 #undef FL_VNOT1
 #undef FL_NV
+#undef FL_VIDX
+#undef FL_VGATHER
+#undef FL_VSCATTER
+#undef FL_HAVE_GATHER
+#undef FL_HAVE_SCATTER

@@ -364,7 +364,9 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
         grad = a_t * ((p - t) * q**gamma + gamma * ce * q**gamma * p (1 - p) / q * (1 - 2t))
 
     The second gradient term is its analytic limit 0 where ``q == 0`` (a saturated, correct
-    prediction), where PyTorch's autograd gives NaN for ``gamma < 1``.
+    prediction), where PyTorch's autograd gives NaN for ``gamma < 1``, and where
+    ``p (1 - p) == 0`` (|x| so large that sigmoid saturates, including x = +-inf, where
+    ``ce`` is infinite but ``p (1 - p)`` decays exponentially faster).
     """
     alpha = _finite_param("alpha", alpha)
     gamma = _finite_param("gamma", gamma)
@@ -390,7 +392,7 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
                 # p (1 - p) / q lies in [0, 1] for targets in [0, 1]; divide before multiplying.
                 ratio = p * p_neg / q
                 focus = gamma * ce * modulator * ratio * (1.0 - 2.0 * t)
-                grad = grad + np.where(q == 0, 0.0, focus)
+                grad = grad + np.where((q == 0) | (ratio == 0), 0.0, focus)
             grad = a_t * grad
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
 
