@@ -26,6 +26,16 @@
 #define FL_RESTRICT restrict
 #endif
 
+/* Inlining that specialisation depends on (a constant argument folding a
+ * branch away inside a loop that must vectorise). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_FORCE_INLINE static __forceinline
+#elif defined(__GNUC__) || defined(__clang__)
+#define FL_FORCE_INLINE static inline __attribute__((always_inline))
+#else
+#define FL_FORCE_INLINE static inline
+#endif
+
 /* Accumulator lanes of the vectorised sums.  Fixed (not per target), so sums
  * are formed in the same order, and agree bitwise, on every SIMD target. */
 #define FL_LANES 16
