@@ -26,21 +26,31 @@ CORE_SOURCES = [
 KERNEL_SOURCE = os.path.join(CSRC, "kernels.c")
 
 
-def _is_x86_64():
-    """True when building for x86-64 (honours macOS ARCHFLAGS cross builds)."""
+def _is_x86_64(plat_name=None):
+    """True when building for x86-64.
+
+    Honours cross builds: macOS ARCHFLAGS, MSVC's target (VSCMD_ARG_TGT_ARCH,
+    which cibuildwheel sets for win_arm64 built on an x64 machine),
+    _PYTHON_HOST_PLATFORM, and build_ext's plat_name (win-arm64,
+    macosx-*-universal2, linux-i686, ...); the running interpreter's machine
+    only when none of them says.
+    """
     archflags = os.environ.get("ARCHFLAGS", "")
     if "-arch" in archflags:
         return "x86_64" in archflags and "arm64" not in archflags
-    host = os.environ.get("_PYTHON_HOST_PLATFORM", "")
+    msvc_target = os.environ.get("VSCMD_ARG_TGT_ARCH", "")
+    if msvc_target:
+        return msvc_target.lower() == "x64"
+    host = os.environ.get("_PYTHON_HOST_PLATFORM", "") or plat_name or ""
     if host:
-        return host.endswith(("x86_64", "amd64", "win-amd64"))
+        return host.lower().endswith(("x86_64", "amd64"))
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
-def simd_targets(compiler_type):
+def simd_targets(compiler_type, plat_name=None):
     """(name, extra flags) for every kernel target to compile, baseline first."""
     targets = [("baseline", [])]
-    if os.environ.get("FUSEDLOSS_BASELINE_ONLY") or not _is_x86_64():
+    if os.environ.get("FUSEDLOSS_BASELINE_ONLY") or not _is_x86_64(plat_name):
         return targets  # aarch64: NEON is part of the baseline
     if compiler_type == "msvc":
         return targets + [("avx2", ["/arch:AVX2"]), ("avx512", ["/arch:AVX512"])]
@@ -72,7 +82,7 @@ class BuildExt(build_ext):
     def build_extension(self, ext):
         ctype = self.compiler.compiler_type
         depends = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc"))]
-        targets = simd_targets(ctype)
+        targets = simd_targets(ctype, self.plat_name)
         objects = []
         for name, flags in targets:
             objects += self.compiler.compile(
@@ -107,7 +117,12 @@ extensions = [
         "fusedloss._kernels",
         sources=[os.path.join("src", "fusedloss", "_kernels.pyx")],
         include_dirs=[CSRC, np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[
+            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+            # The oldest NumPy the built module runs with (= project.dependencies),
+            # whichever NumPy 2.x builds it.
+            ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION"),
+        ],
     )
 ]
 

@@ -36,6 +36,8 @@
 
 #include "runtime.h"
 
+#include <fenv.h>
+
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
@@ -91,6 +93,7 @@ typedef struct {
     fl_index n_units;
     fl_index n_seg;
     double *results;
+    fenv_t fenv; /* the caller's floating-point environment, for the helpers */
 #ifdef _WIN32
     volatile LONG next;
 #else
@@ -129,12 +132,14 @@ static void fl_work(fl_job *job)
 #ifdef _WIN32
 static unsigned __stdcall fl_worker(void *arg)
 {
+    fesetenv(&((fl_job *)arg)->fenv);
     fl_work((fl_job *)arg);
     return 0;
 }
 #else
 static void *fl_worker(void *arg)
 {
+    fesetenv(&((fl_job *)arg)->fenv);
     fl_work((fl_job *)arg);
     return NULL;
 }
@@ -148,6 +153,7 @@ static void fl_run_parallel(fl_job *job, int n_helpers)
 #ifdef _WIN32
     HANDLE helpers[FL_MAX_SEGMENTS];
     job->next = 0;
+    fegetenv(&job->fenv);
     for (i = 0; i < n_helpers; ++i) {
         uintptr_t h = _beginthreadex(NULL, 0, fl_worker, job, 0, NULL);
         if (h == 0)
@@ -162,6 +168,7 @@ static void fl_run_parallel(fl_job *job, int n_helpers)
 #else
     pthread_t helpers[FL_MAX_SEGMENTS];
     job->next = 0;
+    fegetenv(&job->fenv);
     if (pthread_mutex_init(&job->lock, NULL) != 0) {
         /* Cannot share the counter: run everything here, in order. */
         fl_index s, begin, end;

@@ -3,7 +3,7 @@
 #   e.g. csrc/tests/run.sh clang -fsanitize=address,undefined
 # kernels.c is compiled once per SIMD target (as setup.py does); on x86-64 the
 # avx2 / avx512 targets are included unless FL_TARGETS=baseline.  Each test
-# binary runs once per target this CPU supports (FUSEDLOSS_SIMD selects it).
+# binary runs once per target this CPU supports (FL_FORCE_TARGET selects it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/..
