@@ -322,3 +322,23 @@ def test_ce_fast_path_and_validating_path_agree():
     t2[3] = 7
     with pytest.raises(IndexError, match=r"target\[3\] = 7"):
         fl.softmax_cross_entropy(x, t2)
+
+
+@pytest.mark.parametrize("fn,kw", [(fl.binary_cross_entropy_with_logits, {}),
+                                   (fl.sigmoid_focal_loss, {"gamma": 1.5, "alpha": 0.3}),
+                                   (fl.huber_loss, {"delta": 0.7}),
+                                   (fl.smooth_l1_loss, {"beta": 0.0})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_fast_path_and_validating_path_agree(fn, kw, dtype):
+    # Same-dtype contiguous arrays take the compiled fast path; a target of
+    # another dtype (or a weight of ones) forces the validating path.
+    x = (rng.normal(size=(33, 7)) * 4).astype(dtype)
+    t = rng.uniform(size=(33, 7)).astype(dtype)
+    other = np.float64 if dtype == np.float32 else np.float32
+    for red in ["mean", "sum", "none"]:
+        fast = fn(x, t, reduction=red, return_grad=True, **kw)
+        slow = fn(x, t.astype(other).astype(dtype).astype(other) if dtype == np.float64 else
+                  t.astype(other), reduction=red, return_grad=True, **kw) if dtype == np.float32 \
+            else fn(x, list(t), reduction=red, return_grad=True, **kw)
+        np.testing.assert_array_equal(fast[0], slow[0])
+        np.testing.assert_array_equal(fast[1], slow[1])

@@ -289,6 +289,124 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
     return (loss, grad) if return_grad else loss
 
 
+def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
+                     bint return_grad, grad_out, n_threads):
+    """The element-wise losses for inputs that need no conversion, or NotImplemented.
+
+    kind: 0 BCE with logits (no weight / pos_weight), 1 sigmoid focal loss
+    (p1 = alpha, p2 = gamma), 2 Huber (p1 = delta), 3 smooth-L1 (p1 = beta).
+    The parameters must already be validated by the caller.  Accepts only
+    exact ndarrays: input and target C-contiguous, native, of one float dtype
+    and one shape; grad_out None, the input itself, or a canonical disjoint
+    buffer.  Anything else returns NotImplemented (the validating path owns
+    every error message).  Same kernels, same arguments as the validating path.
+    """
+    global _np_f32, _np_f64
+    cdef cnp.ndarray x, t, grad, loss_out = None
+    cdef int nd, i, red, tn
+    cdef double total = 0.0, scale = 1.0
+    cdef fl_index n
+    cdef int nthr
+    cdef fl_bcast nob
+    if type(logits) is not cnp.ndarray or type(target) is not cnp.ndarray:
+        return NotImplemented
+    if type(reduction) is not str or reduction not in _REDUCE or type(n_threads) is not int:
+        return NotImplemented
+    if not (1 <= n_threads <= 1024):
+        return NotImplemented
+    x = <cnp.ndarray>logits
+    t = <cnp.ndarray>target
+    tn = cnp.PyArray_TYPE(x)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        return NotImplemented
+    if cnp.PyArray_TYPE(t) != tn:
+        return NotImplemented
+    if not cnp.PyArray_ISCARRAY_RO(x) or not cnp.PyArray_ISNOTSWAPPED(x) \
+            or not cnp.PyArray_ISCARRAY_RO(t) or not cnp.PyArray_ISNOTSWAPPED(t):
+        return NotImplemented
+    nd = cnp.PyArray_NDIM(x)
+    if cnp.PyArray_NDIM(t) != nd:
+        return NotImplemented
+    for i in range(nd):
+        if cnp.PyArray_DIM(t, i) != cnp.PyArray_DIM(x, i):
+            return NotImplemented
+    n = cnp.PyArray_SIZE(x)
+    nthr = n_threads
+    red = _REDUCE[reduction]
+    if grad_out is not None:
+        if not return_grad:
+            return NotImplemented
+        if grad_out is logits:
+            if not cnp.PyArray_ISWRITEABLE(x):
+                return NotImplemented
+            grad = x
+        else:
+            if type(grad_out) is not cnp.ndarray:
+                return NotImplemented
+            grad = <cnp.ndarray>grad_out
+            if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
+                    or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
+                return NotImplemented
+            for i in range(nd):
+                if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
+                    return NotImplemented
+            if _overlap(grad, x) or _overlap(grad, t):
+                return NotImplemented
+    elif return_grad:
+        grad = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
+    else:
+        grad = None
+    if red == 2:
+        loss_out = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
+    if red == 0:
+        scale = 1.0 / <double>n if n > 0 else 0.0
+    nob.ptr = NULL
+    nob.cols = 1
+    nob.rs = 0
+    nob.cs = 0
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *tp = cnp.PyArray_DATA(t)
+    cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
+    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(grad)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            if kind == 0:
+                total = fl_bce_f32(<const float *>xp, <const float *>tp, n, nob, nob, scale,
+                                   <float *>lo, <float *>g, nthr)
+            elif kind == 1:
+                total = fl_focal_f32(<const float *>xp, <const float *>tp, n, p1, p2, scale,
+                                     <float *>lo, <float *>g, nthr)
+            elif kind == 2:
+                total = fl_huber_f32(<const float *>xp, <const float *>tp, n, p1, scale,
+                                     <float *>lo, <float *>g, nthr)
+            else:
+                total = fl_smooth_l1_f32(<const float *>xp, <const float *>tp, n, p1, scale,
+                                         <float *>lo, <float *>g, nthr)
+        else:
+            if kind == 0:
+                total = fl_bce_f64(<const double *>xp, <const double *>tp, n, nob, nob, scale,
+                                   <double *>lo, <double *>g, nthr)
+            elif kind == 1:
+                total = fl_focal_f64(<const double *>xp, <const double *>tp, n, p1, p2, scale,
+                                     <double *>lo, <double *>g, nthr)
+            elif kind == 2:
+                total = fl_huber_f64(<const double *>xp, <const double *>tp, n, p1, scale,
+                                     <double *>lo, <double *>g, nthr)
+            else:
+                total = fl_smooth_l1_f64(<const double *>xp, <const double *>tp, n, p1, scale,
+                                         <double *>lo, <double *>g, nthr)
+    if _np_f32 is None:
+        import numpy
+        _np_f32, _np_f64 = numpy.float32, numpy.float64
+    if red == 2:
+        loss = loss_out
+    else:
+        if red == 0:
+            total = total / <double>n if n > 0 else float("nan")
+        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
+    return (loss, grad) if return_grad else loss
+
+
 def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
             double scale, loss_out, grad, int n_threads):
     cdef void *z = _ptr(logits)

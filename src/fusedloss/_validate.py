@@ -33,10 +33,17 @@ def compute_dtype(dt):
 
 
 def contiguous(a, dtype):
-    """C-contiguous, native-order array of `dtype`; no copy when `a` already is one."""
-    if a.dtype is dtype and a.flags.c_contiguous:
+    """C-contiguous, aligned, native-order array of `dtype`; no copy when `a` already is one.
+
+    Misaligned arrays (e.g. views at an odd byte offset of a byte buffer) are copied: the C
+    kernels dereference typed pointers, which must be aligned."""
+    if a.dtype is dtype and a.flags.c_contiguous and a.flags.aligned:
         return a
-    return np.asarray(a, dtype=dtype, order="C")
+    # Values beyond the compute dtype's range become +-inf, silently: non-finite values
+    # propagate and never warn or raise (as in the kernels).
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = np.asarray(a, dtype=dtype, order="C")
+    return c if c.flags.aligned else c.copy()
 
 
 def check_reduction(reduction):
@@ -45,11 +52,31 @@ def check_reduction(reduction):
     return reduction
 
 
+def _not_real(value):
+    """Whether `value` is certainly not a real scalar, although float() might accept it
+    (strings, complex numbers, arrays with more than 0 dimensions or of a non-real dtype)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview, complex)):
+        return True
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.ndim != 0 or value.dtype.kind not in "biuf"
+    return False
+
+
 def finite_param(value, name):
+    """A finite real scalar parameter as a Python float.
+
+    TypeError for anything that is not a real number (strings, complex, arrays of more
+    than one element, None, ...), ValueError for NaN, infinities and values too large
+    for a float."""
     if value.__class__ is float and math.isfinite(value):
         return value
+    if _not_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite, got a value too large "
+                         f"for a float ({type(value).__name__})") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
     if not math.isfinite(v):
@@ -100,6 +127,8 @@ def check_buffer(buf, name, shape, dtype, inputs, allowed=None):
         raise ValueError(f"{name} must be C-contiguous")
     if not buf.flags.writeable:
         raise ValueError(f"{name} must be writable")
+    if not buf.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype (got a misaligned view)")
     if buf.size == 0:
         return buf
     if allowed is not None and (buf is allowed or (

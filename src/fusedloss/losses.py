@@ -50,6 +50,11 @@ def _mean_scale(reduction, denom):
     return 1.0 / denom if denom != 0 else 0.0
 
 
+def _fast_threads(n_threads):
+    """n_threads for the compiled fast paths (which accept only a plain int)."""
+    return get_num_threads() if n_threads is None else n_threads
+
+
 def _alloc(shape, dtype, given, wanted):
     if not wanted:
         return None
@@ -67,7 +72,7 @@ def _index_targets(target, batch_shape, n_classes):
             f"class-index target has shape {target.shape}, expected logits.shape[:-1] = "
             f"{batch_shape} (logits have {n_classes} classes on the last axis)"
         )
-    if target.dtype is _I64 and target.flags.c_contiguous:
+    if target.dtype is _I64 and target.flags.c_contiguous and target.flags.aligned:
         return target
     if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size:
         # uint64 values above the int64 range cannot be valid class indices.
@@ -75,7 +80,7 @@ def _index_targets(target, batch_shape, n_classes):
         if big.size:
             pos = int(big[0])
             _raise_index(target, pos, int(target.reshape(-1)[pos]), n_classes)
-    return np.asarray(target, dtype=np.int64, order="C")
+    return contiguous(target, _I64)
 
 
 def _raise_index(target, pos, value, n_classes):
@@ -210,6 +215,11 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     ``weight`` and ``pos_weight`` broadcast to the logits' shape (``pos_weight``
     typically of shape ``(C,)``).  Stable for logits of any magnitude.
     """
+    if weight is None and pos_weight is None and out is None:
+        r = _kernels.elementwise_fast(0, logits, target, 0.0, 0.0, reduction, return_grad,
+                                      grad_out, _fast_threads(n_threads))
+        if r is not NotImplemented:
+            return r
     reduction = check_reduction(reduction)
     x, t, dtype = _elementwise_inputs(logits, target, ("logits", "target"))
     threads = resolve_threads(n_threads)
@@ -240,6 +250,11 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     gamma = finite_param(gamma, "gamma")
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
+    if out is None:
+        r = _kernels.elementwise_fast(1, logits, target, alpha, gamma, reduction, return_grad,
+                                      grad_out, _fast_threads(n_threads))
+        if r is not NotImplemented:
+            return r
     x, t, dtype = _elementwise_inputs(logits, target, ("logits", "target"))
     threads = resolve_threads(n_threads)
 
@@ -258,6 +273,11 @@ def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
     delta = finite_param(delta, "delta")
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta}")
+    if out is None:
+        r = _kernels.elementwise_fast(2, input, target, delta, 0.0, reduction, return_grad,
+                                      grad_out, _fast_threads(n_threads))
+        if r is not NotImplemented:
+            return r
     x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
     threads = resolve_threads(n_threads)
 
@@ -275,6 +295,11 @@ def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=Fal
     beta = finite_param(beta, "beta")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    if out is None:
+        r = _kernels.elementwise_fast(3, input, target, beta, 0.0, reduction, return_grad,
+                                      grad_out, _fast_threads(n_threads))
+        if r is not NotImplemented:
+            return r
     x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
     threads = resolve_threads(n_threads)
 
