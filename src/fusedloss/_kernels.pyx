@@ -175,6 +175,51 @@ cdef object _np_f64 = None
 cdef dict _REDUCE = {"mean": 0, "sum": 1, "none": 2}
 
 
+cdef object _fast_grad(object grad_out, object logits, cnp.ndarray x, cnp.ndarray t,
+                       int tn, bint return_grad):
+    """The gradient buffer for a fast path: a new array, the logits themselves
+    (in place), a canonical disjoint grad_out, None (loss only), or
+    NotImplemented when grad_out is anything else."""
+    cdef cnp.ndarray grad
+    cdef int i, nd = cnp.PyArray_NDIM(x)
+    if grad_out is None:
+        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0) if return_grad else None
+    if not return_grad:
+        return NotImplemented
+    if grad_out is logits:
+        return x if cnp.PyArray_ISWRITEABLE(x) else NotImplemented
+    # a separate buffer: canonical, same shape, bytes disjoint from the inputs'
+    if type(grad_out) is not cnp.ndarray:
+        return NotImplemented
+    grad = <cnp.ndarray>grad_out
+    if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
+            or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
+        return NotImplemented
+    for i in range(nd):
+        if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
+            return NotImplemented
+    if _overlap(grad, x) or _overlap(grad, t):
+        return NotImplemented
+    return grad
+
+
+cdef object _fast_result(int red, double total, double denom, int tn, object loss_out,
+                         object grad, bint return_grad):
+    """The value a loss returns: the per-element/row array for "none", else the
+    sum (red 1) or mean (red 0; NaN over nothing) as a NumPy scalar."""
+    global _np_f32, _np_f64
+    if _np_f32 is None:
+        import numpy
+        _np_f32, _np_f64 = numpy.float32, numpy.float64
+    if red == 2:
+        loss = loss_out
+    else:
+        if red == 0:
+            total = total / denom if denom != 0 else float("nan")
+        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
+    return (loss, grad) if return_grad else loss
+
+
 def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint return_grad,
                   grad_out, n_threads):
     """softmax_cross_entropy for inputs that need no conversion, or NotImplemented.
@@ -187,8 +232,8 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
     returns NotImplemented and the caller takes the validating path, which owns
     every error message.  Results are those of the validating path: the same
     kernel with the same arguments."""
-    global _np_f32, _np_f64
-    cdef cnp.ndarray x, t, grad, loss_out = None
+    cdef cnp.ndarray x, t, loss_out = None
+    cdef object grad
     cdef int nd, i, red, tn
     cdef double eps, denom = 0.0, total = 0.0, scale = 1.0
     cdef int64_t ign
@@ -230,37 +275,15 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
     ign = ignore_index
     nthr = n_threads
     red = _REDUCE[reduction]
-    if grad_out is not None:
-        if not return_grad:
-            return NotImplemented
-        if grad_out is logits:
-            if not cnp.PyArray_ISWRITEABLE(x):
-                return NotImplemented
-            grad = x
-        else:
-            # a separate buffer: canonical, same shape, and its bytes disjoint
-            # from the logits' and the targets' (all three are contiguous)
-            if type(grad_out) is not cnp.ndarray:
-                return NotImplemented
-            grad = <cnp.ndarray>grad_out
-            if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
-                    or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
-                return NotImplemented
-            for i in range(nd):
-                if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
-                    return NotImplemented
-            if _overlap(grad, x) or _overlap(grad, t):
-                return NotImplemented
-    elif return_grad:
-        grad = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
-    else:
-        grad = None
+    grad = _fast_grad(grad_out, logits, x, t, tn, return_grad)
+    if grad is NotImplemented:
+        return NotImplemented
     if red == 2:
         loss_out = cnp.PyArray_EMPTY(nd - 1, cnp.PyArray_DIMS(x), tn, 0)
     cdef void *z = cnp.PyArray_DATA(x)
     cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
     cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
-    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(grad)
+    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(<cnp.ndarray>grad)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             bad = fl_ce_check_targets_f32(tp, n_rows, C, ign, NULL, &denom)
@@ -277,16 +300,7 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
                                         scale, <double *>lo, <double *>g, nthr)
     if bad >= 0:
         return NotImplemented
-    if _np_f32 is None:
-        import numpy
-        _np_f32, _np_f64 = numpy.float32, numpy.float64
-    if red == 2:
-        loss = loss_out
-    else:
-        if red == 0:
-            total = total / denom if denom != 0 else float("nan")
-        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
-    return (loss, grad) if return_grad else loss
+    return _fast_result(red, total, denom, tn, loss_out, grad, return_grad)
 
 
 def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
@@ -301,8 +315,8 @@ def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
     buffer.  Anything else returns NotImplemented (the validating path owns
     every error message).  Same kernels, same arguments as the validating path.
     """
-    global _np_f32, _np_f64
-    cdef cnp.ndarray x, t, grad, loss_out = None
+    cdef cnp.ndarray x, t, loss_out = None
+    cdef object grad
     cdef int nd, i, red, tn
     cdef double total = 0.0, scale = 1.0
     cdef fl_index n
@@ -333,29 +347,9 @@ def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
     n = cnp.PyArray_SIZE(x)
     nthr = n_threads
     red = _REDUCE[reduction]
-    if grad_out is not None:
-        if not return_grad:
-            return NotImplemented
-        if grad_out is logits:
-            if not cnp.PyArray_ISWRITEABLE(x):
-                return NotImplemented
-            grad = x
-        else:
-            if type(grad_out) is not cnp.ndarray:
-                return NotImplemented
-            grad = <cnp.ndarray>grad_out
-            if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
-                    or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
-                return NotImplemented
-            for i in range(nd):
-                if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
-                    return NotImplemented
-            if _overlap(grad, x) or _overlap(grad, t):
-                return NotImplemented
-    elif return_grad:
-        grad = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
-    else:
-        grad = None
+    grad = _fast_grad(grad_out, logits, x, t, tn, return_grad)
+    if grad is NotImplemented:
+        return NotImplemented
     if red == 2:
         loss_out = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
     if red == 0:
@@ -367,7 +361,7 @@ def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *tp = cnp.PyArray_DATA(t)
     cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
-    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(grad)
+    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(<cnp.ndarray>grad)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             if kind == 0:
@@ -395,16 +389,7 @@ def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
             else:
                 total = fl_smooth_l1_f64(<const double *>xp, <const double *>tp, n, p1, scale,
                                          <double *>lo, <double *>g, nthr)
-    if _np_f32 is None:
-        import numpy
-        _np_f32, _np_f64 = numpy.float32, numpy.float64
-    if red == 2:
-        loss = loss_out
-    else:
-        if red == 0:
-            total = total / <double>n if n > 0 else float("nan")
-        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
-    return (loss, grad) if return_grad else loss
+    return _fast_result(red, total, <double>n, tn, loss_out, grad, return_grad)
 
 
 def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
