@@ -187,7 +187,10 @@ cdef object _fast_grad(object grad_out, object logits, cnp.ndarray x, cnp.ndarra
     if not return_grad:
         return NotImplemented
     if grad_out is logits:
-        return x if cnp.PyArray_ISWRITEABLE(x) else NotImplemented
+        # in place: the targets must not share the logits' memory
+        if not cnp.PyArray_ISWRITEABLE(x) or _overlap(x, t):
+            return NotImplemented
+        return x
     # a separate buffer: canonical, same shape, bytes disjoint from the inputs'
     if type(grad_out) is not cnp.ndarray:
         return NotImplemented

@@ -1,0 +1,480 @@
+/* Coverage-guided fuzzing of the C entry points (fusedloss.h) with libFuzzer.
+ *
+ * Each input is decoded into one call: a kernel (the cross-entropy target
+ * checker, cross-entropy with indices or probabilities, BCE with broadcast
+ * weights, focal, Huber, smooth-L1), a precision, a SIMD target, sizes
+ * (rows <= 64, classes <= 64; a "big" mode tiles the values up to 64K
+ * elements so that helper threads start), options (loss_out, gradient, in
+ * place, weights, parameters) and the values (a byte per value: ordinary
+ * numbers, or NaN, infinities, huge, tiny, subnormal, -0.0, or raw bits).
+ * Every buffer is malloc'ed at its exact size, so AddressSanitizer reports any
+ * access outside it.  Beyond "no crash and no sanitizer report" it checks:
+ *
+ *   - the checker returns the first bad class index (or -1), and then the
+ *     kernel (which assumes valid targets) is not called with bad ones;
+ *   - inputs are not modified (logits, targets, weights);
+ *   - the loss-only call returns bitwise the same sum as the fused call;
+ *   - the in-place gradient (grad == logits) is bitwise the separate one
+ *     (NaNs may differ in payload);
+ *   - n_threads = 1 and n_threads = 3 agree bitwise (sum, losses, gradient);
+ *   - BCE / Huber / smooth-L1 gradients are finite for finite inputs whose
+ *     weights cannot overflow (and so are cross-entropy gradients).
+ *
+ * Build and run: fuzz/run.sh (see there).  A failing check prints what failed
+ * and aborts, so libFuzzer saves the input as a crash reproducer.
+ */
+#include "fusedloss.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- input */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, i;
+} reader;
+
+static unsigned rd_byte(reader *r) { return r->i < r->n ? r->p[r->i++] : 0u; }
+
+static uint64_t rd_bits(reader *r, int bytes)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; ++k)
+        v |= (uint64_t)rd_byte(r) << (8 * k);
+    return v;
+}
+
+static const double SPECIAL[] = {
+    0.0, -0.0, 1.0, -1.0, 0.5, NAN, INFINITY, -INFINITY, 1e-45, 1e-40, -1e-40,
+    4.9e-324, 1e-310, 1e-300, 88.0, -88.0, 100.0, -100.0, 710.0, -710.0, 1e30,
+    -1e30, 3.4e38, -3.4e38, 1e300, -1e300, DBL_MAX, -DBL_MAX, FLT_MIN, DBL_MIN,
+    0.25, 0.75, 1e-8, 30.0, -30.0, 16.0, 1e4,
+};
+#define N_SPECIAL ((unsigned)(sizeof SPECIAL / sizeof SPECIAL[0]))
+
+/* One value: most bytes map to ordinary numbers in [-12.5, 12.4]; the rest
+ * pick a special value or raw float / double bits. */
+static double rd_value(reader *r, int f32)
+{
+    unsigned b = rd_byte(r);
+    if (b < 200)
+        return ((double)b - 100.0) / 8.0;
+    if (b < 254)
+        return SPECIAL[(b - 200) % N_SPECIAL];
+    if (f32) {
+        uint32_t u = (uint32_t)rd_bits(r, 4);
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    uint64_t u = rd_bits(r, 8);
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static void fail(const char *what, const char *kernel, int f32, long n)
+{
+    fprintf(stderr, "fuzz_kernels: %s (%s, %s, n=%ld, target %s)\n", what, kernel,
+            f32 ? "f32" : "f64", n, fl_target_selected());
+    abort();
+}
+
+/* Prints the first element where two arrays differ (and the input there). */
+static void report_diff(const void *a, const void *b, int f32, fl_index n, const void *x)
+{
+    for (fl_index i = 0; i < n; ++i) {
+        double u = f32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
+        double v = f32 ? (double)((const float *)b)[i] : ((const double *)b)[i];
+        double xv = f32 ? (double)((const float *)x)[i] : ((const double *)x)[i];
+        if (memcmp((const char *)a + i * (f32 ? 4 : 8), (const char *)b + i * (f32 ? 4 : 8),
+                   f32 ? 4 : 8)) {
+            fprintf(stderr, "  first difference at %ld: %.17g vs %.17g (input %.17g)\n",
+                    (long)i, u, v, xv);
+            return;
+        }
+    }
+}
+
+/* Bitwise equal, except that any two NaNs compare equal (their payloads may
+ * differ between code paths: x86 propagates the first operand's payload). */
+static int same_values(const void *a, const void *b, int f32, fl_index n)
+{
+    for (fl_index i = 0; i < n; ++i) {
+        double u = f32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
+        double v = f32 ? (double)((const float *)b)[i] : ((const double *)b)[i];
+        if (isnan(u) && isnan(v))
+            continue;
+        if (memcmp((const char *)a + i * (f32 ? 4 : 8), (const char *)b + i * (f32 ? 4 : 8),
+                   f32 ? 4 : 8))
+            return 0;
+    }
+    return 1;
+}
+
+static int same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void *xalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void *dup(const void *src, size_t bytes)
+{
+    void *p = xalloc(bytes);
+    if (bytes)
+        memcpy(p, src, bytes);
+    return p;
+}
+
+/* ---------------------------------------------------------------- one call */
+
+enum { K_CHECK, K_CE_INDEX, K_CE_PROB, K_BCE, K_FOCAL, K_HUBER, K_SMOOTH_L1, N_KERNELS };
+static const char *const KNAME[] = {"ce_check_targets", "ce_index", "ce_prob", "bce",
+                                    "focal", "huber", "smooth_l1"};
+
+typedef struct {
+    int kernel, f32;
+    fl_index rows, C, n;          /* n = rows * C for every kernel */
+    double eps, alpha, gamma, k;  /* label smoothing, focal, delta / beta */
+    double scale;
+    int64_t ignore;
+    void *x, *t;                  /* logits / input, float targets */
+    int64_t *idx;                 /* class indices */
+    void *w;                      /* class weights (C) or NULL */
+    fl_bcast bw, bpw;             /* BCE weight, pos_weight */
+    void *bw_buf, *bpw_buf;
+    size_t bw_len, bpw_len;
+} call_t;
+
+/* Runs the kernel: loss sum, with loss_out / grad (either may be NULL). */
+static double run(const call_t *c, const void *x, void *loss_out, void *grad, int n_threads)
+{
+    if (c->f32) {
+        const float *xf = (const float *)x, *tf = (const float *)c->t;
+        float *lo = (float *)loss_out, *g = (float *)grad;
+        switch (c->kernel) {
+        case K_CE_INDEX:
+            return fl_ce_index_f32(xf, c->idx, c->rows, c->C, (const float *)c->w, c->ignore,
+                                   c->eps, c->scale, lo, g, n_threads);
+        case K_CE_PROB:
+            return fl_ce_prob_f32(xf, tf, c->rows, c->C, (const float *)c->w, c->eps,
+                                  c->scale, lo, g, n_threads);
+        case K_BCE:
+            return fl_bce_f32(xf, tf, c->n, c->bw, c->bpw, c->scale, lo, g, n_threads);
+        case K_FOCAL:
+            return fl_focal_f32(xf, tf, c->n, c->alpha, c->gamma, c->scale, lo, g, n_threads);
+        case K_HUBER:
+            return fl_huber_f32(xf, tf, c->n, c->k, c->scale, lo, g, n_threads);
+        default:
+            return fl_smooth_l1_f32(xf, tf, c->n, c->k, c->scale, lo, g, n_threads);
+        }
+    } else {
+        const double *xd = (const double *)x, *td = (const double *)c->t;
+        double *lo = (double *)loss_out, *g = (double *)grad;
+        switch (c->kernel) {
+        case K_CE_INDEX:
+            return fl_ce_index_f64(xd, c->idx, c->rows, c->C, (const double *)c->w, c->ignore,
+                                   c->eps, c->scale, lo, g, n_threads);
+        case K_CE_PROB:
+            return fl_ce_prob_f64(xd, td, c->rows, c->C, (const double *)c->w, c->eps,
+                                  c->scale, lo, g, n_threads);
+        case K_BCE:
+            return fl_bce_f64(xd, td, c->n, c->bw, c->bpw, c->scale, lo, g, n_threads);
+        case K_FOCAL:
+            return fl_focal_f64(xd, td, c->n, c->alpha, c->gamma, c->scale, lo, g, n_threads);
+        case K_HUBER:
+            return fl_huber_f64(xd, td, c->n, c->k, c->scale, lo, g, n_threads);
+        default:
+            return fl_smooth_l1_f64(xd, td, c->n, c->k, c->scale, lo, g, n_threads);
+        }
+    }
+}
+
+static double get(const void *a, int f32, fl_index i)
+{
+    return f32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
+}
+
+static void put(void *a, int f32, fl_index i, double v)
+{
+    if (f32)
+        ((float *)a)[i] = (float)v;   /* values beyond float's range become +-inf */
+    else
+        ((double *)a)[i] = v;
+}
+
+static int all_finite(const void *a, int f32, fl_index n)
+{
+    for (fl_index i = 0; i < n; ++i)
+        if (!isfinite(get(a, f32, i)))
+            return 0;
+    return 1;
+}
+
+static double max_abs(const void *a, int f32, fl_index n)
+{
+    double m = 0;
+    for (fl_index i = 0; i < n; ++i) {
+        double v = fabs(get(a, f32, i));
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+/* A broadcast weight for BCE: NULL, a scalar, per column, per row, or full. */
+static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *len)
+{
+    const size_t es = c->f32 ? sizeof(float) : sizeof(double);
+    unsigned mode = rd_byte(r) % 6;
+    b->ptr = NULL;
+    b->cols = 1;
+    b->rs = 0;
+    b->cs = 0;
+    *buf = NULL;
+    *len = 0;
+    if (mode == 0 || mode == 5 || c->n == 0)
+        return;
+    if (mode == 1) {          /* scalar */
+        *len = 1;
+        b->cols = c->n;
+    } else if (mode == 2) {   /* varies over the last axis: (C,) */
+        *len = (size_t)c->C;
+        b->cols = c->C;
+        b->cs = 1;
+    } else if (mode == 3) {   /* varies over rows: (rows, 1) */
+        *len = (size_t)c->rows;
+        b->cols = c->C;
+        b->rs = 1;
+    } else {                  /* full */
+        *len = (size_t)c->n;
+        b->cols = c->n;
+        b->cs = 1;
+    }
+    *buf = xalloc(*len * es);
+    for (size_t i = 0; i < *len; ++i)
+        put(*buf, c->f32, (fl_index)i, rd_value(r, c->f32));
+    b->ptr = *buf;
+}
+
+static void check_targets(const call_t *c)
+{
+    /* reference: first index neither ignored nor in [0, C) */
+    fl_index want = -1;
+    for (fl_index i = 0; i < c->rows && want < 0; ++i) {
+        const int64_t v = c->idx[i];
+        if (v != c->ignore && (v < 0 || v >= c->C))
+            want = i;
+    }
+    double denom = -1.0;
+    const fl_index got = c->f32
+        ? fl_ce_check_targets_f32(c->idx, c->rows, c->C, c->ignore, (const float *)c->w, &denom)
+        : fl_ce_check_targets_f64(c->idx, c->rows, c->C, c->ignore, (const double *)c->w,
+                                  &denom);
+    if (got != want)
+        fail("ce_check_targets: wrong first bad position", "ce_check_targets", c->f32, c->rows);
+    if (got < 0 && !c->w) {
+        fl_index count = 0;
+        for (fl_index i = 0; i < c->rows; ++i)
+            count += c->idx[i] != c->ignore;
+        if (denom != (double)count)
+            fail("ce_check_targets: count denominator", "ce_check_targets", c->f32, c->rows);
+    }
+}
+
+static void exercise(const call_t *c, int want_loss, int want_grad)
+{
+    const int f32 = c->f32;
+    const size_t es = f32 ? sizeof(float) : sizeof(double);
+    const fl_index n = c->n;
+    const fl_index n_loss = (c->kernel == K_CE_INDEX || c->kernel == K_CE_PROB) ? c->rows : n;
+    const char *kn = KNAME[c->kernel];
+
+    /* copies of every input, to detect writes */
+    void *x0 = dup(c->x, (size_t)n * es);
+    void *t0 = c->t ? dup(c->t, (size_t)n * es) : NULL;
+    void *w0 = c->w ? dup(c->w, (size_t)c->C * es) : NULL;
+    int64_t *i0 = c->idx ? dup(c->idx, (size_t)c->rows * sizeof(int64_t)) : NULL;
+
+    void *lo1 = want_loss ? xalloc((size_t)n_loss * es) : NULL;
+    void *g1 = want_grad ? xalloc((size_t)n * es) : NULL;
+    const double s0 = run(c, c->x, NULL, NULL, 1);
+    const double s1 = run(c, c->x, lo1, g1, 1);
+
+    if (memcmp(x0, c->x, (size_t)n * es) || (t0 && memcmp(t0, c->t, (size_t)n * es)) ||
+        (w0 && memcmp(w0, c->w, (size_t)c->C * es)) ||
+        (i0 && memcmp(i0, c->idx, (size_t)c->rows * sizeof(int64_t))))
+        fail("an input was modified", kn, f32, n);
+    if (!same_double(s0, s1) && !(isnan(s0) && isnan(s1)))
+        fail("loss-only sum differs from the fused sum", kn, f32, n);
+
+    /* n_threads = 3: bitwise the same */
+    void *lo3 = want_loss ? xalloc((size_t)n_loss * es) : NULL;
+    void *g3 = want_grad ? xalloc((size_t)n * es) : NULL;
+    const double s3 = run(c, c->x, lo3, g3, 3);
+    if (!same_double(s1, s3) && !(isnan(s1) && isnan(s3)))
+        fail("n_threads=3 sum differs", kn, f32, n);
+    if (lo1 && memcmp(lo1, lo3, (size_t)n_loss * es)) {
+        report_diff(lo1, lo3, f32, n_loss, c->x);
+        fail("n_threads=3 losses differ", kn, f32, n);
+    }
+    if (g1 && memcmp(g1, g3, (size_t)n * es)) {
+        report_diff(g1, g3, f32, n, c->x);
+        fail("n_threads=3 gradient differs", kn, f32, n);
+    }
+
+    /* in place: the gradient overwrites a copy of the logits */
+    if (want_grad) {
+        void *xi = dup(c->x, (size_t)n * es);
+        const double si = run(c, xi, NULL, xi, 2);
+        if (!same_double(s1, si) && !(isnan(s1) && isnan(si)))
+            fail("in-place sum differs", kn, f32, n);
+        if (!same_values(xi, g1, f32, n)) {
+            report_diff(xi, g1, f32, n, c->x);
+            fail("in-place gradient differs", kn, f32, n);
+        }
+        free(xi);
+    }
+
+    /* finite gradients for finite inputs whose weights cannot overflow */
+    if (want_grad && n > 0 && all_finite(c->x, f32, n)) {
+        const double big = f32 ? 1e30 : 1e300;
+        int expect_finite = 0;
+        if (c->kernel == K_HUBER || c->kernel == K_SMOOTH_L1) {
+            expect_finite = all_finite(c->t, f32, n);
+        } else if (c->kernel == K_BCE) {
+            double wmax = c->bw_buf ? max_abs(c->bw_buf, f32, (fl_index)c->bw_len) : 1.0;
+            double pmax = c->bpw_buf ? max_abs(c->bpw_buf, f32, (fl_index)c->bpw_len) : 1.0;
+            double tmax = max_abs(c->t, f32, n);
+            /* |grad| <= |w| (|1 - t| + |pw t|) */
+            expect_finite = all_finite(c->t, f32, n) && wmax * (1.0 + tmax + pmax * tmax) < big &&
+                            (!c->bw_buf || all_finite(c->bw_buf, f32, (fl_index)c->bw_len)) &&
+                            (!c->bpw_buf || all_finite(c->bpw_buf, f32, (fl_index)c->bpw_len));
+        } else if (c->kernel == K_CE_INDEX || c->kernel == K_CE_PROB) {
+            double wmax = c->w ? max_abs(c->w, f32, c->C) : 1.0;
+            double tmax = c->kernel == K_CE_PROB ? max_abs(c->t, f32, n) : 1.0;
+            expect_finite = (!c->w || all_finite(c->w, f32, c->C)) &&
+                            (c->kernel != K_CE_PROB || all_finite(c->t, f32, n)) &&
+                            wmax * (1.0 + tmax) * (double)c->C * 4.0 < big;
+        }
+        if (expect_finite && fabs(c->scale) <= 1.0 && !all_finite(g1, f32, n))
+            fail("non-finite gradient for finite inputs", kn, f32, n);
+    }
+
+    free(x0);
+    free(t0);
+    free(w0);
+    free(i0);
+    free(lo1);
+    free(g1);
+    free(lo3);
+    free(g3);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    reader r = {data, size, 0};
+    call_t c;
+    memset(&c, 0, sizeof c);
+    const unsigned b0 = rd_byte(&r), b1 = rd_byte(&r);
+    c.kernel = (int)(b0 % N_KERNELS);
+    c.f32 = (b0 >> 3) & 1;
+    /* SIMD target: the best, or a lower one this CPU supports */
+    static const char *const targets[] = {"best", "baseline", "avx2", "avx512"};
+    if (fl_target_set(targets[(b0 >> 4) & 3]) != 0)
+        fl_target_set("best");
+    const int want_loss = b1 & 1, want_grad = (b1 >> 1) & 1, with_w = (b1 >> 2) & 1;
+    const int big = ((b1 >> 3) & 7) == 7;  /* an eighth of the inputs */
+    c.rows = (fl_index)(rd_byte(&r) % 65);
+    c.C = (fl_index)(rd_byte(&r) % 64 + 1);
+    if (big)
+        c.rows *= 16;   /* up to 1024 x 64 = 64K elements: helper threads start */
+    c.n = c.rows * c.C;
+    const size_t es = c.f32 ? sizeof(float) : sizeof(double);
+
+    /* parameters, each in its documented domain */
+    c.eps = (double)rd_byte(&r) / 255.0;
+    if (c.eps > 0.9)
+        c.eps = 0.0;
+    {
+        double a = rd_value(&r, 0);
+        c.alpha = isfinite(a) ? a : 0.25;
+        double g = fabs(rd_value(&r, 0));
+        c.gamma = isfinite(g) && g <= 64.0 ? g : 2.0;
+        double k = fabs(rd_value(&r, 0));
+        c.k = isfinite(k) ? k : 1.0;
+        if (c.kernel == K_HUBER && !(c.k > 0))
+            c.k = 1.0;
+    }
+    c.scale = (b1 >> 6) & 1 ? (c.n ? 1.0 / (double)c.n : 0.0) : 1.0;
+    static const int64_t ignores[] = {-100, 0, 1, -1, INT64_MIN, INT64_MAX};
+    c.ignore = ignores[rd_byte(&r) % 6];
+
+    /* values: read n of them (tiled over the input in big mode) */
+    c.x = xalloc((size_t)c.n * es);
+    const size_t start = r.i;
+    for (fl_index i = 0; i < c.n; ++i) {
+        if (big && r.i >= r.n)
+            r.i = start;
+        put(c.x, c.f32, i, rd_value(&r, c.f32));
+    }
+    if (c.kernel != K_CHECK && c.kernel != K_CE_INDEX) {
+        c.t = xalloc((size_t)c.n * es);
+        for (fl_index i = 0; i < c.n; ++i) {
+            if (big && r.i >= r.n)
+                r.i = start;
+            put(c.t, c.f32, i, rd_value(&r, c.f32));
+        }
+    }
+    if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX) {
+        c.idx = xalloc((size_t)c.rows * sizeof(int64_t));
+        for (fl_index i = 0; i < c.rows; ++i) {
+            unsigned v = rd_byte(&r);
+            /* mostly valid; sometimes the ignore index, or out of range */
+            c.idx[i] = v < 224 ? (int64_t)(v % (unsigned)c.C)
+                     : v < 240 ? c.ignore
+                     : v < 248 ? (int64_t)c.C + (int64_t)(v - 248)
+                               : (v & 1 ? INT64_MIN : -(int64_t)(v - 247));
+        }
+    }
+    if (with_w && (c.kernel == K_CHECK || c.kernel == K_CE_INDEX || c.kernel == K_CE_PROB)) {
+        c.w = xalloc((size_t)c.C * es);
+        for (fl_index j = 0; j < c.C; ++j)
+            put(c.w, c.f32, j, rd_value(&r, c.f32));
+    }
+    if (c.kernel == K_BCE) {
+        make_bcast(&r, &c, &c.bw, &c.bw_buf, &c.bw_len);
+        make_bcast(&r, &c, &c.bpw, &c.bpw_buf, &c.bpw_len);
+    }
+
+    if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX) {
+        check_targets(&c);
+        double denom;
+        const fl_index bad = c.f32 ? fl_ce_check_targets_f32(c.idx, c.rows, c.C, c.ignore,
+                                                             (const float *)c.w, &denom)
+                                   : fl_ce_check_targets_f64(c.idx, c.rows, c.C, c.ignore,
+                                                             (const double *)c.w, &denom);
+        if (bad < 0 && c.kernel == K_CE_INDEX)   /* the kernel assumes valid targets */
+            exercise(&c, want_loss, want_grad);
+    } else {
+        exercise(&c, want_loss, want_grad);
+    }
+
+    free(c.x);
+    free(c.t);
+    free(c.idx);
+    free(c.w);
+    free(c.bw_buf);
+    free(c.bpw_buf);
+    return 0;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the C test drivers (csrc/tests/test_*.c, via csrc/tests/run.sh) under
+# sanitizers and valgrind:
+#
+#   tools/sanitize.sh            # asan: AddressSanitizer + UBSan (+ LeakSanitizer),
+#                                #       every SIMD target this CPU runs
+#   tools/sanitize.sh valgrind   # valgrind memcheck, baseline + avx2 kernels
+#                                #       (valgrind does not emulate AVX-512)
+#   tools/sanitize.sh tsan       # ThreadSanitizer on the threaded drivers
+#   tools/sanitize.sh all        # all three
+#
+# Environment: CC (default: clang if present, else gcc), FL_SAN_BUILD (build
+# directory, default a temporary one).  Exits non-zero if any driver fails or
+# any tool reports an error; prints the time each mode took.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+run=$here/../csrc/tests/run.sh
+cc=${CC:-$(command -v clang >/dev/null 2>&1 && echo clang || echo gcc)}
+modes=${1:-asan}
+[ "$modes" = all ] && modes="asan valgrind tsan"
+base=${FL_SAN_BUILD:-$(mktemp -d)}
+status=0
+for mode in $modes; do
+    t0=$(date +%s)
+    echo "=== $mode ($cc)"
+    case $mode in
+        asan)
+            export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+            export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+            FL_TEST_BUILD=$base/asan "$run" "$cc" -fsanitize=address,undefined \
+                -fno-sanitize-recover=all -fno-omit-frame-pointer -g || status=1
+            ;;
+        valgrind)
+            if ! command -v valgrind >/dev/null 2>&1; then
+                echo "valgrind not installed (apt-get install valgrind): skipped"
+                continue
+            fi
+            FL_TARGETS=${FL_VALGRIND_TARGETS:-baseline avx2} FL_TEST_BUILD=$base/valgrind \
+                FL_TEST_RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
+                --errors-for-leak-kinds=definite,indirect" \
+                "$run" "$cc" -g || status=1
+            ;;
+        tsan)
+            export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
+            FL_TEST_BUILD=$base/tsan "$run" "$cc" -fsanitize=thread -g || status=1
+            ;;
+        *)
+            echo "unknown mode $mode (asan, valgrind, tsan, all)" >&2
+            exit 2
+            ;;
+    esac
+    echo "=== $mode: $(( $(date +%s) - t0 )) s"
+done
+exit $status
