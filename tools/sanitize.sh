@@ -38,7 +38,7 @@ for mode in $modes; do
             FL_TARGETS=${FL_VALGRIND_TARGETS:-baseline avx2} FL_TEST_BUILD=$base/valgrind \
                 FL_TEST_RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
                 --errors-for-leak-kinds=definite,indirect" \
-                "$run" "$cc" -g || status=1
+                "$run" "$cc" -gdwarf-4 || status=1
             ;;
         tsan)
             export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
