@@ -67,7 +67,7 @@ if [ -z "$(ls -A "$corpus")" ]; then
         done
     done
 fi
-"$build/fuzz_kernels" -max_total_time="${FL_FUZZ_TIME:-60}" -max_len=4096 -timeout=30 \
+"$build/fuzz_kernels" -max_total_time="${FL_FUZZ_TIME:-60}" -max_len=4096 -len_control=10 -timeout=30 \
     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$build/" "$corpus" 2>&1 |
     tee "$build/fuzz.log" | grep -E "^#[0-9]+ +(INITED|DONE|pulse)|^stat::|ERROR|SUMMARY|fuzz_kernels:|Done" || true
 status=${PIPESTATUS[0]}

@@ -342,3 +342,17 @@ def test_elementwise_fast_path_and_validating_path_agree(fn, kw, dtype):
             else fn(x, list(t), reduction=red, return_grad=True, **kw)
         np.testing.assert_array_equal(fast[0], slow[0])
         np.testing.assert_array_equal(fast[1], slow[1])
+
+
+@pytest.mark.parametrize("weight_case", ["zero-weights", "all-ignored"])
+def test_mean_over_nothing_gradient_is_zero_even_with_nan_logits(weight_case):
+    x = np.array([[np.nan, 1.0, 2.0], [np.inf, 0.0, 1.0]])
+    if weight_case == "zero-weights":
+        kw = dict(target=np.array([0, 0]), weight=np.array([0.0, 1.0, 1.0]))
+    else:
+        kw = dict(target=np.array([-100, -100]))
+    t = kw.pop("target")
+    for xx in [x, x.astype(np.float32)]:
+        loss, g = fl.softmax_cross_entropy(xx, t, return_grad=True, **kw)
+        assert np.isnan(loss)
+        assert (g == 0).all()

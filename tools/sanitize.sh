@@ -5,7 +5,8 @@
 #   tools/sanitize.sh            # asan: AddressSanitizer + UBSan (+ LeakSanitizer),
 #                                #       every SIMD target this CPU runs
 #   tools/sanitize.sh valgrind   # valgrind memcheck, baseline + avx2 kernels
-#                                #       (valgrind does not emulate AVX-512)
+#                                #       (valgrind does not emulate AVX-512; use gcc:
+#                                #       valgrind 3.19 cannot read clang 14's DWARF 5)
 #   tools/sanitize.sh tsan       # ThreadSanitizer on the threaded drivers
 #   tools/sanitize.sh all        # all three
 #
@@ -35,10 +36,30 @@ for mode in $modes; do
                 echo "valgrind not installed (apt-get install valgrind): skipped"
                 continue
             fi
+            # The runner: memcheck errors and definite leaks exit 99 (a failure).
+            # test_threads runs its quick sizes (valgrind is ~50x slower).  valgrind
+            # emulates x87 long double with 64-bit doubles, so test_vmath's ULP sweeps
+            # (long double reference) fail by 1-3 ULP under it: for test_vmath only
+            # memcheck's verdict counts.
+            mkdir -p "$base/valgrind"
+            runner=$base/valgrind/runner.sh
+            cat > "$runner" <<'RUNNER'
+#!/usr/bin/env bash
+name=$(basename "$1")
+extra=()
+[ "$name" = test_threads ] && extra=(quick)
+valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    "$@" "${extra[@]}"
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 99 ] && [ "${name#test_vmath}" != "$name" ]; then
+    echo "(valgrind: $name accuracy checks not meaningful under valgrind's 64-bit long double; no memcheck error)"
+    rc=0
+fi
+exit $rc
+RUNNER
+            chmod +x "$runner"
             FL_TARGETS=${FL_VALGRIND_TARGETS:-baseline avx2} FL_TEST_BUILD=$base/valgrind \
-                FL_TEST_RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
-                --errors-for-leak-kinds=definite,indirect" \
-                "$run" "$cc" -gdwarf-4 || status=1
+                FL_TEST_RUNNER="$runner" "$run" "$cc" -gdwarf-4 || status=1
             ;;
         tsan)
             export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}

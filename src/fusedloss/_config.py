@@ -77,6 +77,9 @@ def _apply_simd_env():
 
     from . import _kernels
 
+    # Select the target now, at import (serialised by the import lock), so no
+    # two threads can race to initialise the dispatch table on first use.
+    _kernels.build_info()
     want = os.environ.get("FUSEDLOSS_SIMD", "").strip().lower()
     if not want:
         return

@@ -214,6 +214,8 @@ cdef object _fast_result(int red, double total, double denom, int tn, object los
     if _np_f32 is None:
         import numpy
         _np_f32, _np_f64 = numpy.float32, numpy.float64
+    if red == 0 and denom == 0 and grad is not None:
+        (<cnp.ndarray>grad).fill(0)  # a mean over nothing: zero gradient, whatever the logits
     if red == 2:
         loss = loss_out
     else:

@@ -34,6 +34,8 @@ _I64 = np.dtype(np.int64)
 
 def _finish(reduction, total, denom, dtype, out, return_grad, grad):
     """Turns the kernel's summed loss into the returned value."""
+    if reduction == "mean" and denom == 0 and grad is not None:
+        grad.fill(0)  # a mean over nothing has a zero gradient, even for non-finite logits
     if reduction == "none":
         loss = out
     elif reduction == "sum":
