@@ -36,7 +36,7 @@ static int cmp_double(const void *a, const void *b)
 
 static float *xf, *tf, *gf, *lf;
 static int64_t *idx;
-static const fl_bcast NONE = {NULL, 1, 0, 0};
+static const fl_bcast NONE = {NULL, 1, 0, 0, 0, NULL, NULL};
 
 enum { CE, BCE, HUBER };
 
@@ -44,7 +44,7 @@ static double call(int kind, fl_index rows, fl_index cols, int nt)
 {
     switch (kind) {
     case CE:
-        return fl_ce_index_f32(xf, idx, rows, cols, NULL, -100, 0.0, 1.0, lf, gf, nt);
+        return fl_ce_index_f32(xf, idx, rows, cols, NULL, -100, 0.0, 1.0, lf, gf, nt, NULL, NULL);
     case BCE:
         return fl_bce_f32(xf, tf, rows * cols, NONE, NONE, 1.0, lf, gf, nt);
     default:

@@ -32,7 +32,7 @@
     fl_index (*ce_check_targets_##S)(const int64_t *, fl_index, fl_index, int64_t, const T *, \
                                      double *);                                             \
     double (*ce_index_##S)(const T *, const int64_t *, fl_index, fl_index, const T *,        \
-                           int64_t, double, double, T *, T *, int);                         \
+                           int64_t, double, double, T *, T *, int, fl_index *, int64_t *);  \
     double (*ce_prob_##S)(const T *, const T *, fl_index, fl_index, const T *, double,       \
                           double, T *, T *, int);                                           \
     double (*bce_##S)(const T *, const T *, fl_index, fl_bcast, fl_bcast, double, T *, T *,  \
@@ -130,26 +130,67 @@ static int fl_table_supported(const fl_table *t)
     return 0;
 }
 
+/* The selected table.  Read by every kernel call and written by
+ * fl_target_set, possibly from different threads (free-threaded Python), so
+ * both go through atomic loads and stores. */
 static const fl_table *fl_active = NULL;
 
-static const fl_table *fl_best(void)
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_LOAD_TABLE() __atomic_load_n(&fl_active, __ATOMIC_ACQUIRE)
+#define FL_STORE_TABLE(t) __atomic_store_n(&fl_active, (t), __ATOMIC_RELEASE)
+#elif defined(_MSC_VER)
+#define FL_LOAD_TABLE()                                                                      \
+    ((const fl_table *)_InterlockedCompareExchangePointer((void *volatile *)&fl_active, NULL, \
+                                                          NULL))
+#define FL_STORE_TABLE(t)                                                                    \
+    ((void)_InterlockedExchangePointer((void *volatile *)&fl_active, (void *)(t)))
+#else
+#define FL_LOAD_TABLE() fl_active
+#define FL_STORE_TABLE(t) (fl_active = (t))
+#endif
+
+/* Index of the best table this CPU runs.  Computed from the CPU alone, so
+ * concurrent first calls compute the same value; cached atomically. */
+static int fl_best_cache = -1;
+
+static int fl_best_index(void)
 {
     int i;
+#if defined(__GNUC__) || defined(__clang__)
+    int b = __atomic_load_n(&fl_best_cache, __ATOMIC_ACQUIRE);
+#elif defined(_MSC_VER)
+    int b = (int)_InterlockedCompareExchange((volatile long *)&fl_best_cache, -1, -1);
+#else
+    int b = fl_best_cache;
+#endif
+    if (b >= 0)
+        return b;
+    b = 0;
     for (i = FL_N_TABLES - 1; i > 0; --i)
-        if (fl_table_supported(fl_tables[i]))
-            return fl_tables[i];
-    return fl_tables[0];
+        if (fl_table_supported(fl_tables[i])) {
+            b = i;
+            break;
+        }
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&fl_best_cache, b, __ATOMIC_RELEASE);
+#elif defined(_MSC_VER)
+    _InterlockedExchange((volatile long *)&fl_best_cache, (long)b);
+#else
+    fl_best_cache = b;
+#endif
+    return b;
 }
 
-/* First use selects the best target; the result of a race between two first
- * calls is the same table, so the benign double initialisation is harmless.
- * The Python module selects at import, before any kernel can run. */
+static const fl_table *fl_best(void) { return fl_tables[fl_best_index()]; }
+
+/* First use selects the best target; a race between two first calls stores
+ * the same table twice.  The Python module selects at import. */
 static const fl_table *fl_get(void)
 {
-    const fl_table *t = fl_active;
+    const fl_table *t = FL_LOAD_TABLE();
     if (!t) {
         t = fl_best();
-        fl_active = t;
+        FL_STORE_TABLE(t);
     }
     return t;
 }
@@ -158,14 +199,14 @@ int fl_target_set(const char *name)
 {
     int i;
     if (name == NULL || strcmp(name, "best") == 0 || name[0] == '\0') {
-        fl_active = fl_best();
+        FL_STORE_TABLE(fl_best());
         return 0;
     }
     for (i = 0; i < FL_N_TABLES; ++i) {
         if (strcmp(fl_tables[i]->name, name) == 0) {
-            if (!fl_table_supported(fl_tables[i]))
+            if (i > fl_best_index())
                 return -2;
-            fl_active = fl_tables[i];
+            FL_STORE_TABLE(fl_tables[i]);
             return 0;
         }
     }
@@ -174,36 +215,26 @@ int fl_target_set(const char *name)
 
 const char *fl_target_selected(void) { return fl_get()->name; }
 
-const char *fl_target_compiled(void)
-{
-    return "baseline"
+/* The lists are constant strings, so no caller ever shares a buffer. */
+static const char *const fl_target_lists[] = {
+    "baseline",
 #ifdef FL_HAVE_AVX2
-           " avx2"
+    "baseline avx2",
 #endif
 #ifdef FL_HAVE_AVX512
-           " avx512"
+#ifdef FL_HAVE_AVX2
+    "baseline avx2 avx512",
+#else
+    "baseline avx512",
 #endif
-        ;
-}
+#endif
+};
 
-const char *fl_target_supported(void)
-{
-    static char buf[64];
-    static int done = 0;
-    if (!done) {
-        int i;
-        buf[0] = '\0';
-        for (i = 0; i < FL_N_TABLES; ++i) {
-            if (fl_table_supported(fl_tables[i])) {
-                if (buf[0])
-                    strcat(buf, " ");
-                strcat(buf, fl_tables[i]->name);
-            }
-        }
-        done = 1;
-    }
-    return buf;
-}
+const char *fl_target_compiled(void) { return fl_target_lists[FL_N_TABLES - 1]; }
+
+/* Every target up to the best supported one: each x86-64 level implies the
+ * ones below it (the AVX-512 check includes AVX2 + FMA). */
+const char *fl_target_supported(void) { return fl_target_lists[fl_best_index()]; }
 
 /* ---- the public entry points ------------------------------------------- */
 
@@ -218,11 +249,11 @@ const char *fl_target_supported(void)
     double fl_ce_index_##S(const T *logits, const int64_t *target, fl_index n_rows,          \
                            fl_index n_classes, const T *weight, int64_t ignore_index,       \
                            double label_smoothing, double grad_scale, T *loss_out, T *grad, \
-                           int n_threads)                                                   \
+                           int n_threads, fl_index *bad_pos, int64_t *bad_value)            \
     {                                                                                        \
         return fl_get()->ce_index_##S(logits, target, n_rows, n_classes, weight,            \
                                       ignore_index, label_smoothing, grad_scale, loss_out,  \
-                                      grad, n_threads);                                     \
+                                      grad, n_threads, bad_pos, bad_value);                 \
     }                                                                                        \
     double fl_ce_prob_##S(const T *logits, const T *target, fl_index n_rows,                 \
                           fl_index n_classes, const T *weight, double label_smoothing,      \

@@ -93,20 +93,20 @@ static inline FL_T FL_SFX(log1p_unit)(FL_T e)
  * handle the integer exponents 0, 1, 2 separately. */
 static inline FL_T FL_SFX(powg)(FL_T x, FL_T g) { return FL_EXP(g * FL_LOG(x)); }
 
-/* Sum of l[0..n) in a fixed order: FL_LANES interleaved partial sums in the
- * compute dtype (vectorisable), folded in order into a double.  Callers keep n
- * to a block (<= a few hundred), so the float partial sums stay exact to a few
- * ulp. */
+/* Sum of l[0..n) in a fixed order: FL_LANES interleaved partial sums in
+ * double (vectorisable: the float32 terms widen exactly), folded in order.
+ * Batch-level sums are float64 from the first addition, so a mean of many
+ * float32 losses is right to float32 precision. */
 static inline double FL_SFX(block_sum)(const FL_T *l, fl_index n)
 {
-    FL_T acc[FL_LANES] = {0};
+    double acc[FL_LANES] = {0};
     fl_index i = 0;
     double total = 0.0;
     for (; i + FL_LANES <= n; i += FL_LANES)
         for (int j = 0; j < FL_LANES; ++j)
-            acc[j] += l[i + j];
+            acc[j] += (double)l[i + j];
     for (int j = 0; j < FL_LANES; ++j)
-        total += (double)acc[j];
+        total += acc[j];
     for (; i < n; ++i)
         total += (double)l[i];
     return total;

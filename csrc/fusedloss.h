@@ -26,14 +26,24 @@ extern "C" {
 
 typedef ptrdiff_t fl_index;
 
-/* Broadcast description of an optional weight over a flat element index i:
+/* Broadcast description of an optional weight over a flat element index i.
+ * Simple form (ndim == 0):
  *   weight(i) = ptr[(i / cols) * rs + (i % cols) * cs],  cs in {0, 1}.
- * ptr == NULL means every weight is 1. */
+ * General form (ndim > 0), for any broadcast pattern, read through strides
+ * without a materialised copy: with (k_0, ..., k_{ndim-1}) the C-order
+ * multi-index of i in shape[0..ndim),
+ *   weight(i) = ptr[k_0 stride[0] + ... + k_{ndim-1} stride[ndim-1]],
+ * strides in elements, >= 0 (0 along broadcast axes); shape's product is the
+ * element count.  ptr == NULL means every weight is 1. */
+#define FL_BCAST_MAXDIM 64
 typedef struct {
     const void *ptr;
     fl_index cols;
     fl_index rs;
     fl_index cs;
+    int ndim;
+    const fl_index *shape;
+    const fl_index *stride;
 } fl_bcast;
 
 #define FL_DECLARE_KERNELS(T, S)                                                                 \
@@ -44,11 +54,15 @@ typedef struct {
     fl_index fl_ce_check_targets_##S(const int64_t *target, fl_index n_rows,                 \
                                      fl_index n_classes, int64_t ignore_index,              \
                                      const T *weight, double *denom);                       \
-    /* Softmax cross-entropy with class-index targets over n_rows x n_classes logits. */   \
+    /* Softmax cross-entropy with class-index targets over n_rows x n_classes logits.     \
+     * Each index is read once and bounds-checked where it is used: one that is out of     \
+     * range (changed by another thread since fl_ce_check_targets) gives that row a NaN    \
+     * loss and gradient, and *bad_pos (when not NULL) receives the first such row, or -1, \
+     * and *bad_value (when not NULL) the index read there. */                             \
     double fl_ce_index_##S(const T *logits, const int64_t *target, fl_index n_rows,          \
                            fl_index n_classes, const T *weight, int64_t ignore_index,       \
                            double label_smoothing, double grad_scale, T *loss_out, T *grad, \
-                           int n_threads);                                                  \
+                           int n_threads, fl_index *bad_pos, int64_t *bad_value);           \
     /* Softmax cross-entropy with class-probability targets (same shape as logits). */     \
     double fl_ce_prob_##S(const T *logits, const T *target, fl_index n_rows,                 \
                           fl_index n_classes, const T *weight, double label_smoothing,      \
@@ -81,6 +95,14 @@ const char *fl_target_selected(void);
 /* Space-separated lists, best last. */
 const char *fl_target_compiled(void);
 const char *fl_target_supported(void);
+
+/* Interruption.  The hook is called by the thread that called a kernel,
+ * between pieces of the work, at most about every 50 ms, while the call runs;
+ * a non-zero answer stops the call early: it returns NaN, and what it already
+ * wrote to loss_out / grad stays written (the rest is unspecified).  NULL
+ * (the default) never stops.  Set it once, before kernels run. */
+typedef int (*fl_interrupt_fn)(void);
+void fl_set_interrupt_hook(fl_interrupt_fn hook);
 
 /* Build information. */
 const char *fl_compiler(void);

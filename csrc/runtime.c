@@ -37,6 +37,8 @@
 #include "runtime.h"
 
 #include <fenv.h>
+#include <math.h>
+#include <time.h>
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -86,31 +88,119 @@ static void fl_segment_bounds(fl_index n, fl_index n_seg, fl_index s, fl_index *
     *end = *begin + q + (s < r ? 1 : 0);
 }
 
+/* ---- interruption ------------------------------------------------------
+ *
+ * A long call must answer Ctrl-C.  The host (the Python module) registers a
+ * hook; the thread that called fl_run_segments calls it between pieces of
+ * work, at most every FL_POLL_SECONDS, and a non-zero answer stops the call:
+ * no new piece starts on any thread, and fl_run_segments returns NaN.  What
+ * the pieces already wrote stays written.  Pieces are sub-ranges of a segment
+ * of at most FL_PIECE_ELEMS elements; a segment's sum is the sum of its
+ * pieces' sums in order, so the result is still the same for every thread
+ * count. */
+#define FL_PIECE_ELEMS ((fl_index)1 << 20)
+#define FL_POLL_SECONDS 0.05
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_LOAD_PTR(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define FL_STORE_PTR(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#elif defined(_WIN32)
+#define FL_LOAD_PTR(p) InterlockedCompareExchangePointer((PVOID volatile *)&(p), NULL, NULL)
+#define FL_STORE_PTR(p, v) InterlockedExchangePointer((PVOID volatile *)&(p), (PVOID)(v))
+#else
+#define FL_LOAD_PTR(p) (p)
+#define FL_STORE_PTR(p, v) ((p) = (v))
+#endif
+
+typedef struct {
+    fl_interrupt_fn fn;
+} fl_hook_box;
+static fl_hook_box fl_hook_none = {NULL};
+static fl_hook_box fl_hook_slots[2];
+static fl_hook_box *fl_hook = &fl_hook_none;
+
+void fl_set_interrupt_hook(fl_interrupt_fn fn)
+{
+    /* Two slots so that a reader never sees a half-written box; the pointer
+     * swap is the only shared write.  Meant to be called once, at import. */
+    fl_hook_box *cur = (fl_hook_box *)FL_LOAD_PTR(fl_hook);
+    fl_hook_box *next = cur == &fl_hook_slots[0] ? &fl_hook_slots[1] : &fl_hook_slots[0];
+    next->fn = fn;
+    FL_STORE_PTR(fl_hook, next);
+}
+
+static fl_interrupt_fn fl_hook_get(void)
+{
+    return ((fl_hook_box *)FL_LOAD_PTR(fl_hook))->fn;
+}
+
+static double fl_now(void)
+{
+#ifdef _WIN32
+    return (double)GetTickCount64() * 1e-3;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+}
+
+/* State of one call's interruption polling, owned by the calling thread. */
+typedef struct {
+    fl_interrupt_fn hook;
+    double next_poll;
+} fl_poll;
+
+static void fl_poll_init(fl_poll *p)
+{
+    p->hook = fl_hook_get();
+    p->next_poll = p->hook ? fl_now() + FL_POLL_SECONDS : 0.0;
+}
+
+/* Non-zero when the host asks the call to stop. */
+static int fl_poll_stop(fl_poll *p)
+{
+    if (!p->hook)
+        return 0;
+    const double now = fl_now();
+    if (now < p->next_poll)
+        return 0;
+    p->next_poll = now + FL_POLL_SECONDS;
+    return p->hook() != 0;
+}
+
 /* Everything the threads of one call share; it lives on the caller's stack. */
 typedef struct {
     fl_segment_fn fn;
     void *ctx;
     fl_index n_units;
     fl_index n_seg;
+    fl_index piece; /* units per piece */
+    int parallel;   /* helpers run: the lock (or Interlocked state) is live */
     double *results;
     fenv_t fenv; /* the caller's floating-point environment, for the helpers */
 #ifdef _WIN32
     volatile LONG next;
+    volatile LONG stop;
 #else
     pthread_mutex_t lock;
     fl_index next;
+    int stop;
 #endif
 } fl_job;
 
-/* Index of the next segment to compute, n_seg once all are taken. */
+/* Index of the next segment to compute, n_seg once all are taken (or the
+ * call was stopped). */
 static fl_index fl_claim(fl_job *job)
 {
     fl_index s;
 #ifdef _WIN32
     s = (fl_index)InterlockedIncrement(&job->next) - 1;
+    if (InterlockedCompareExchange(&job->stop, 0, 0))
+        s = job->n_seg;
 #else
     pthread_mutex_lock(&job->lock);
-    s = job->next;
+    s = job->stop ? job->n_seg : job->next;
     if (s < job->n_seg)
         job->next = s + 1;
     pthread_mutex_unlock(&job->lock);
@@ -118,14 +208,69 @@ static fl_index fl_claim(fl_job *job)
     return s < job->n_seg ? s : job->n_seg;
 }
 
-static void fl_work(fl_job *job)
+static int fl_stopped(fl_job *job)
+{
+    if (!job->parallel)
+        return 0;
+#ifdef _WIN32
+    return InterlockedCompareExchange(&job->stop, 0, 0) != 0;
+#else
+    int s;
+    pthread_mutex_lock(&job->lock);
+    s = job->stop;
+    pthread_mutex_unlock(&job->lock);
+    return s;
+#endif
+}
+
+static void fl_set_stop(fl_job *job)
+{
+    if (!job->parallel)
+        return;
+#ifdef _WIN32
+    InterlockedExchange(&job->stop, 1);
+#else
+    pthread_mutex_lock(&job->lock);
+    job->stop = 1;
+    pthread_mutex_unlock(&job->lock);
+#endif
+}
+
+/* Runs segment s piece by piece; poll is non-NULL on the calling thread only.
+ * Returns 0, or 1 when the call was stopped. */
+static int fl_run_one(fl_job *job, fl_index s, fl_poll *poll)
+{
+    fl_index begin, end, b;
+    double sum = 0.0;
+    fl_segment_bounds(job->n_units, job->n_seg, s, &begin, &end);
+    for (b = begin; b < end; b += job->piece) {
+        const fl_index e = end - b > job->piece ? b + job->piece : end;
+        if (b > begin) {
+            if (poll && fl_poll_stop(poll)) {
+                fl_set_stop(job);
+                return 1;
+            }
+            if (!poll && fl_stopped(job))
+                return 1;
+        }
+        sum += job->fn(job->ctx, b, e, (int)s);
+    }
+    job->results[s] = sum;
+    return 0;
+}
+
+static void fl_work(fl_job *job, fl_poll *poll)
 {
     for (;;) {
-        fl_index s = fl_claim(job), begin, end;
+        fl_index s = fl_claim(job);
         if (s >= job->n_seg)
             return;
-        fl_segment_bounds(job->n_units, job->n_seg, s, &begin, &end);
-        job->results[s] = job->fn(job->ctx, begin, end);
+        if (fl_run_one(job, s, poll))
+            return;
+        if (poll && fl_poll_stop(poll)) {
+            fl_set_stop(job);
+            return;
+        }
     }
 }
 
@@ -133,26 +278,29 @@ static void fl_work(fl_job *job)
 static unsigned __stdcall fl_worker(void *arg)
 {
     fesetenv(&((fl_job *)arg)->fenv);
-    fl_work((fl_job *)arg);
+    fl_work((fl_job *)arg, NULL);
     return 0;
 }
 #else
 static void *fl_worker(void *arg)
 {
     fesetenv(&((fl_job *)arg)->fenv);
-    fl_work((fl_job *)arg);
+    fl_work((fl_job *)arg, NULL);
     return NULL;
 }
 #endif
 
 /* Runs every segment of job on the calling thread plus up to n_helpers helper
- * threads; returns once all segments are done. */
-static void fl_run_parallel(fl_job *job, int n_helpers)
+ * threads; returns once all segments are done (or the call was stopped:
+ * then 1). */
+static int fl_run_parallel(fl_job *job, int n_helpers, fl_poll *poll)
 {
-    int started = 0, i;
+    int started = 0, i, stopped;
 #ifdef _WIN32
     HANDLE helpers[FL_MAX_SEGMENTS];
     job->next = 0;
+    job->stop = 0;
+    job->parallel = 1;
     fegetenv(&job->fenv);
     for (i = 0; i < n_helpers; ++i) {
         uintptr_t h = _beginthreadex(NULL, 0, fl_worker, job, 0, NULL);
@@ -160,34 +308,39 @@ static void fl_run_parallel(fl_job *job, int n_helpers)
             break; /* out of threads: the ones running take the rest */
         helpers[started++] = (HANDLE)h;
     }
-    fl_work(job);
+    fl_work(job, poll);
     for (i = 0; i < started; ++i) {
         WaitForSingleObject(helpers[i], INFINITE);
         CloseHandle(helpers[i]);
     }
+    stopped = job->stop != 0;
 #else
     pthread_t helpers[FL_MAX_SEGMENTS];
     job->next = 0;
+    job->stop = 0;
     fegetenv(&job->fenv);
     if (pthread_mutex_init(&job->lock, NULL) != 0) {
-        /* Cannot share the counter: run everything here, in order. */
-        fl_index s, begin, end;
-        for (s = 0; s < job->n_seg; ++s) {
-            fl_segment_bounds(job->n_units, job->n_seg, s, &begin, &end);
-            job->results[s] = job->fn(job->ctx, begin, end);
-        }
-        return;
+        /* Cannot share the counter: run everything here, in order (job->parallel
+         * stays 0, so nothing touches the lock). */
+        fl_index s;
+        for (s = 0; s < job->n_seg; ++s)
+            if (fl_run_one(job, s, poll) || (poll && fl_poll_stop(poll)))
+                return 1;
+        return 0;
     }
+    job->parallel = 1;
     for (i = 0; i < n_helpers; ++i) {
         if (pthread_create(&helpers[started], NULL, fl_worker, job) != 0)
             break; /* out of threads: the ones running take the rest */
         ++started;
     }
-    fl_work(job);
+    fl_work(job, poll);
     for (i = 0; i < started; ++i)
         pthread_join(helpers[i], NULL);
+    stopped = job->stop;
     pthread_mutex_destroy(&job->lock);
 #endif
+    return stopped;
 }
 
 /* How many threads (caller included) a call should use. */
@@ -231,20 +384,22 @@ double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index u
         n_seg = n_units;
 
     n_use = fl_thread_count(n_units, unit_cost, n_seg, n_threads);
+    fl_job job;
+    fl_poll poll;
+    job.fn = fn;
+    job.ctx = ctx;
+    job.n_units = n_units;
+    job.n_seg = n_seg;
+    job.piece = FL_PIECE_ELEMS / unit_cost > 0 ? FL_PIECE_ELEMS / unit_cost : 1;
+    job.results = results;
+    job.parallel = 0;
+    fl_poll_init(&poll);
     if (n_use <= 1) {
-        fl_index begin, end;
-        for (s = 0; s < n_seg; ++s) {
-            fl_segment_bounds(n_units, n_seg, s, &begin, &end);
-            results[s] = fn(ctx, begin, end);
-        }
-    } else {
-        fl_job job;
-        job.fn = fn;
-        job.ctx = ctx;
-        job.n_units = n_units;
-        job.n_seg = n_seg;
-        job.results = results;
-        fl_run_parallel(&job, (int)(n_use - 1));
+        for (s = 0; s < n_seg; ++s)
+            if (fl_run_one(&job, s, &poll) || (s + 1 < n_seg && fl_poll_stop(&poll)))
+                return NAN;
+    } else if (fl_run_parallel(&job, (int)(n_use - 1), &poll)) {
+        return NAN;
     }
     /* Same additions in the same order whichever path ran the segments. */
     for (s = 0; s < n_seg; ++s)

@@ -16,7 +16,11 @@
  * keeps no state between calls; never fails (if threads cannot be created the
  * caller runs the remaining segments itself).  POSIX builds need -pthread. */
 #define FL_MAX_SEGMENTS 64
-typedef double (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end);
+/* fn gets the segment's index (0 <= seg < FL_MAX_SEGMENTS) so it can keep
+ * per-segment state; a segment may be run as several consecutive calls (its
+ * pieces), all on one thread, in order.  A call stopped by the interrupt hook
+ * (fl_set_interrupt_hook) returns NaN. */
+typedef double (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end, int seg);
 double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
                        int n_threads);
 

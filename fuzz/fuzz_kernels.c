@@ -2,7 +2,9 @@
  *
  * Each input is decoded into one call: a kernel (the cross-entropy target
  * checker, cross-entropy with indices or probabilities, BCE with broadcast
- * weights, focal, Huber, smooth-L1), a precision, a SIMD target, sizes
+ * weights in the simple or the general form, focal, Huber, smooth-L1), or a
+ * sequence of introspection calls (fl_target_*, fl_compiler); a precision, a
+ * SIMD target, sizes
  * (rows <= 64, classes <= 64; a "big" mode tiles the values up to 64K
  * elements so that helper threads start), options (loss_out, gradient, in
  * place, weights, parameters) and the values (a byte per value: ordinary
@@ -10,8 +12,18 @@
  * Every buffer is malloc'ed at its exact size, so AddressSanitizer reports any
  * access outside it.  Beyond "no crash and no sanitizer report" it checks:
  *
- *   - the checker returns the first bad class index (or -1), and then the
- *     kernel (which assumes valid targets) is not called with bad ones;
+ *   - the checker returns the first bad class index (or -1);
+ *   - fl_ce_index is memory-safe for any class indices (it is called with
+ *     the invalid ones too, as a caller racing with a writer could): rows
+ *     with an index neither ignored nor in [0, C) have a NaN loss and an
+ *     all-NaN gradient row, bad_pos is the first such row (-1 if none) and
+ *     bad_value its index, and every other row is bitwise what it is when
+ *     the bad rows are set to ignore_index;
+ *   - BCE with a general (shape, strides) broadcast weight equals BCE with
+ *     the weights materialised element by element (weight arrays allocated at
+ *     exactly the size the strides reach, so ASan sees any read beyond);
+ *   - the introspection calls return the valid constant strings and
+ *     fl_target_set answers 0 / -1 / -2 as the lists say;
  *   - inputs are not modified (logits, targets, weights);
  *   - the loss-only call returns bitwise the same sum as the fused call;
  *   - the in-place gradient (grad == logits) is bitwise the separate one
@@ -139,9 +151,10 @@ static void *dup(const void *src, size_t bytes)
 
 /* ---------------------------------------------------------------- one call */
 
-enum { K_CHECK, K_CE_INDEX, K_CE_PROB, K_BCE, K_FOCAL, K_HUBER, K_SMOOTH_L1, N_KERNELS };
+enum { K_CHECK, K_CE_INDEX, K_CE_PROB, K_BCE, K_FOCAL, K_HUBER, K_SMOOTH_L1, K_INTROSPECT,
+       N_KERNELS };
 static const char *const KNAME[] = {"ce_check_targets", "ce_index", "ce_prob", "bce",
-                                    "focal", "huber", "smooth_l1"};
+                                    "focal", "huber", "smooth_l1", "introspection"};
 
 typedef struct {
     int kernel, f32;
@@ -155,10 +168,16 @@ typedef struct {
     fl_bcast bw, bpw;             /* BCE weight, pos_weight */
     void *bw_buf, *bpw_buf;
     size_t bw_len, bpw_len;
+    /* general form: shapes and strides, and the weights materialised */
+    fl_index bw_shape[FL_BCAST_MAXDIM], bw_stride[FL_BCAST_MAXDIM];
+    fl_index bpw_shape[FL_BCAST_MAXDIM], bpw_stride[FL_BCAST_MAXDIM];
+    void *bw_full, *bpw_full;
 } call_t;
 
-/* Runs the kernel: loss sum, with loss_out / grad (either may be NULL). */
-static double run(const call_t *c, const void *x, void *loss_out, void *grad, int n_threads)
+/* Runs the kernel: loss sum, with loss_out / grad (either may be NULL);
+ * bad_pos / bad_value go to fl_ce_index. */
+static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad, int n_threads,
+                      fl_index *bad_pos, int64_t *bad_value)
 {
     if (c->f32) {
         const float *xf = (const float *)x, *tf = (const float *)c->t;
@@ -166,7 +185,7 @@ static double run(const call_t *c, const void *x, void *loss_out, void *grad, in
         switch (c->kernel) {
         case K_CE_INDEX:
             return fl_ce_index_f32(xf, c->idx, c->rows, c->C, (const float *)c->w, c->ignore,
-                                   c->eps, c->scale, lo, g, n_threads);
+                                   c->eps, c->scale, lo, g, n_threads, bad_pos, bad_value);
         case K_CE_PROB:
             return fl_ce_prob_f32(xf, tf, c->rows, c->C, (const float *)c->w, c->eps,
                                   c->scale, lo, g, n_threads);
@@ -185,7 +204,7 @@ static double run(const call_t *c, const void *x, void *loss_out, void *grad, in
         switch (c->kernel) {
         case K_CE_INDEX:
             return fl_ce_index_f64(xd, c->idx, c->rows, c->C, (const double *)c->w, c->ignore,
-                                   c->eps, c->scale, lo, g, n_threads);
+                                   c->eps, c->scale, lo, g, n_threads, bad_pos, bad_value);
         case K_CE_PROB:
             return fl_ce_prob_f64(xd, td, c->rows, c->C, (const double *)c->w, c->eps,
                                   c->scale, lo, g, n_threads);
@@ -199,6 +218,11 @@ static double run(const call_t *c, const void *x, void *loss_out, void *grad, in
             return fl_smooth_l1_f64(xd, td, c->n, c->k, c->scale, lo, g, n_threads);
         }
     }
+}
+
+static double run(const call_t *c, const void *x, void *loss_out, void *grad, int n_threads)
+{
+    return run_bad(c, x, loss_out, grad, n_threads, NULL, NULL);
 }
 
 static double get(const void *a, int f32, fl_index i)
@@ -232,19 +256,91 @@ static double max_abs(const void *a, int f32, fl_index n)
     return m;
 }
 
-/* A broadcast weight for BCE: NULL, a scalar, per column, per row, or full. */
-static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *len)
+/* The general form: n = rows * C split into axes (each of rows and C into up
+ * to two factors), size-1 axes inserted (up to FL_BCAST_MAXDIM axes in all),
+ * and per axis a stride: 0 (broadcast), 1..5, or anything on a size-1 axis
+ * (never used, its index is always 0).  Returns the number of weights the
+ * strides reach: 1 + sum (shape - 1) * stride. */
+static size_t make_general(reader *r, const call_t *c, fl_index *shape, fl_index *stride,
+                           int *ndim)
+{
+    fl_index f[4];
+    int nf = 0, nd = 0;
+    const fl_index sizes[2] = {c->rows, c->C};
+    for (int q = 0; q < 2; ++q) {
+        const fl_index m = sizes[q];
+        fl_index d = 1 + (fl_index)rd_byte(r) % 8; /* split m = d * (m / d) when d divides it */
+        if (d > 1 && d < m && m % d == 0) {
+            f[nf++] = d;
+            f[nf++] = m / d;
+        } else {
+            f[nf++] = m;
+        }
+    }
+    const unsigned ones = rd_byte(r);
+    /* extra size-1 axes: usually 0-3, sometimes up to the maximum */
+    const int n_ones = ones >= 250 ? FL_BCAST_MAXDIM - nf : (int)(ones % 4);
+    int k = 0;
+    for (int i = 0; i < nf + n_ones && nd < FL_BCAST_MAXDIM; ++i) {
+        const int take_one = k >= nf || (i - k < n_ones && (rd_byte(r) & 1));
+        shape[nd++] = take_one ? 1 : f[k++];
+    }
+    while (k < nf) /* (not reached unless FL_BCAST_MAXDIM is tiny) */
+        shape[nd - 1] *= f[k++];
+    size_t len = 1;
+    for (int d = 0; d < nd; ++d) {
+        const unsigned v = rd_byte(r);
+        if (shape[d] == 1)
+            stride[d] = (fl_index)v * 1000003;
+        else
+            stride[d] = v % 4 == 0 ? 0 : (fl_index)(v % 5) + 1;
+        len += (size_t)(shape[d] - 1) * (size_t)stride[d];
+    }
+    *ndim = nd;
+    return len;
+}
+
+/* A broadcast weight for BCE: NULL, a scalar, per column, per row, full, or
+ * the general form. */
+static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *len,
+                       fl_index *shape, fl_index *stride, void **full)
 {
     const size_t es = c->f32 ? sizeof(float) : sizeof(double);
-    unsigned mode = rd_byte(r) % 6;
+    unsigned mode = rd_byte(r) % 8;
     b->ptr = NULL;
     b->cols = 1;
     b->rs = 0;
     b->cs = 0;
+    b->ndim = 0;
+    b->shape = NULL;
+    b->stride = NULL;
     *buf = NULL;
     *len = 0;
+    *full = NULL;
     if (mode == 0 || mode == 5 || c->n == 0)
         return;
+    if (mode >= 6) {          /* general form */
+        int nd;
+        *len = make_general(r, c, shape, stride, &nd);
+        *buf = xalloc(*len * es);
+        for (size_t i = 0; i < *len; ++i)
+            put(*buf, c->f32, (fl_index)i, rd_value(r, c->f32));
+        b->ptr = *buf;
+        b->ndim = nd;
+        b->shape = shape;
+        b->stride = stride;
+        /* the same weights element by element, for the simple form */
+        *full = xalloc((size_t)c->n * es);
+        for (fl_index i = 0; i < c->n; ++i) {
+            fl_index off = 0, rem = i;
+            for (int d = nd - 1; d >= 0; --d) {
+                off += (rem % shape[d]) * stride[d];
+                rem /= shape[d];
+            }
+            put(*full, c->f32, i, get(*buf, c->f32, off));
+        }
+        return;
+    }
     if (mode == 1) {          /* scalar */
         *len = 1;
         b->cols = c->n;
@@ -292,6 +388,30 @@ static void check_targets(const call_t *c)
     }
 }
 
+/* A class index that fl_ce_index must report: neither ignored nor in [0, C). */
+static int is_bad_index(const call_t *c, fl_index r)
+{
+    const int64_t v = c->idx[r];
+    return v != c->ignore && (v < 0 || v >= (int64_t)c->C);
+}
+
+/* fl_ce_index's bad_pos / bad_value answer for one call. */
+static void check_bad_pos(const call_t *c, fl_index want, fl_index got, int64_t got_value,
+                          const char *which)
+{
+    char what[120];
+    if (got != want) {
+        snprintf(what, sizeof what, "ce_index %s: bad_pos %ld, want %ld", which, (long)got,
+                 (long)want);
+        fail(what, "ce_index", c->f32, c->rows);
+    }
+    if (want >= 0 && got_value != c->idx[want]) {
+        snprintf(what, sizeof what, "ce_index %s: bad_value %lld, want %lld", which,
+                 (long long)got_value, (long long)c->idx[want]);
+        fail(what, "ce_index", c->f32, c->rows);
+    }
+}
+
 static void exercise(const call_t *c, int want_loss, int want_grad)
 {
     const int f32 = c->f32;
@@ -299,6 +419,18 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
     const fl_index n = c->n;
     const fl_index n_loss = (c->kernel == K_CE_INDEX || c->kernel == K_CE_PROB) ? c->rows : n;
     const char *kn = KNAME[c->kernel];
+    const int ce_index = c->kernel == K_CE_INDEX;
+    fl_index first_bad = -1, bp;
+    int64_t bv;
+    if (ce_index)
+        for (fl_index r = 0; r < c->rows && first_bad < 0; ++r)
+            if (is_bad_index(c, r))
+                first_bad = r;
+#define BAD_CALL(which, expr)                                                                \
+    (bp = 4242, bv = 4242, tmp_sum = (expr), ce_index ? check_bad_pos(c, first_bad, bp, bv, which) \
+                                                      : (void)0,                             \
+     tmp_sum)
+    double tmp_sum;
 
     /* copies of every input, to detect writes */
     void *x0 = dup(c->x, (size_t)n * es);
@@ -308,8 +440,8 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
 
     void *lo1 = want_loss ? xalloc((size_t)n_loss * es) : NULL;
     void *g1 = want_grad ? xalloc((size_t)n * es) : NULL;
-    const double s0 = run(c, c->x, NULL, NULL, 1);
-    const double s1 = run(c, c->x, lo1, g1, 1);
+    const double s0 = BAD_CALL("loss only", run_bad(c, c->x, NULL, NULL, 1, &bp, &bv));
+    const double s1 = BAD_CALL("fused", run_bad(c, c->x, lo1, g1, 1, &bp, &bv));
 
     if (memcmp(x0, c->x, (size_t)n * es) || (t0 && memcmp(t0, c->t, (size_t)n * es)) ||
         (w0 && memcmp(w0, c->w, (size_t)c->C * es)) ||
@@ -321,7 +453,7 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
     /* n_threads = 3: bitwise the same */
     void *lo3 = want_loss ? xalloc((size_t)n_loss * es) : NULL;
     void *g3 = want_grad ? xalloc((size_t)n * es) : NULL;
-    const double s3 = run(c, c->x, lo3, g3, 3);
+    const double s3 = BAD_CALL("n_threads=3", run_bad(c, c->x, lo3, g3, 3, &bp, &bv));
     if (!same_double(s1, s3) && !(isnan(s1) && isnan(s3)))
         fail("n_threads=3 sum differs", kn, f32, n);
     if (lo1 && memcmp(lo1, lo3, (size_t)n_loss * es)) {
@@ -336,7 +468,7 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
     /* in place: the gradient overwrites a copy of the logits */
     if (want_grad) {
         void *xi = dup(c->x, (size_t)n * es);
-        const double si = run(c, xi, NULL, xi, 2);
+        const double si = BAD_CALL("in place", run_bad(c, xi, NULL, xi, 2, &bp, &bv));
         if (!same_double(s1, si) && !(isnan(s1) && isnan(si)))
             fail("in-place sum differs", kn, f32, n);
         if (!same_values(xi, g1, f32, n)) {
@@ -345,8 +477,79 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
         }
         free(xi);
     }
+#undef BAD_CALL
 
-    /* finite gradients for finite inputs whose weights cannot overflow */
+    /* class indices out of range: NaN rows, and the other rows as when the
+     * bad ones are ignored */
+    void *g_ref = NULL;
+    if (ce_index && first_bad >= 0) {
+        const fl_index C = c->C;
+        if (!isnan(s0) || !isnan(s1))
+            fail("ce_index: a bad index but the sum is not NaN", kn, f32, n);
+        call_t cr = *c;
+        int64_t *idx_ref = dup(c->idx, (size_t)c->rows * sizeof(int64_t));
+        for (fl_index r = 0; r < c->rows; ++r)
+            if (is_bad_index(c, r))
+                idx_ref[r] = c->ignore;
+        cr.idx = idx_ref;
+        void *lo_ref = want_loss ? xalloc((size_t)n_loss * es) : NULL;
+        g_ref = want_grad ? xalloc((size_t)n * es) : NULL;
+        fl_index bp_ref = 4242;
+        run_bad(&cr, c->x, lo_ref, g_ref, 3, &bp_ref, NULL);
+        if (bp_ref != -1)
+            fail("ce_index: bad_pos set with every index valid or ignored", kn, f32, n);
+        for (fl_index r = 0; r < c->rows; ++r) {
+            const int bad = is_bad_index(c, r);
+            if (lo1 && (bad ? !isnan(get(lo1, f32, r)) : !same_values(
+                                                            (const char *)lo1 + (size_t)r * es,
+                                                            (const char *)lo_ref + (size_t)r * es,
+                                                            f32, 1)))
+                fail(bad ? "ce_index: a bad row's loss is not NaN"
+                         : "ce_index: a good row's loss changed next to bad rows",
+                     kn, f32, n);
+            if (g1) {
+                const char *gr = (const char *)g1 + (size_t)(r * C) * es;
+                int ok = 1;
+                if (bad) {
+                    for (fl_index j = 0; j < C; ++j)
+                        ok &= isnan(get(gr, f32, j));
+                } else {
+                    ok = same_values(gr, (const char *)g_ref + (size_t)(r * C) * es, f32, C);
+                }
+                if (!ok)
+                    fail(bad ? "ce_index: a bad row's gradient is not all NaN"
+                             : "ce_index: a good row's gradient changed next to bad rows",
+                         kn, f32, n);
+            }
+        }
+        free(idx_ref);
+        free(lo_ref);
+    }
+
+    /* BCE, general broadcast form: the same as the weights materialised */
+    if (c->kernel == K_BCE && (c->bw_full || c->bpw_full)) {
+        call_t cs = *c;
+        const fl_bcast full_w = {c->bw_full, n, 0, 1, 0, NULL, NULL};
+        const fl_bcast full_pw = {c->bpw_full, n, 0, 1, 0, NULL, NULL};
+        if (c->bw_full)
+            cs.bw = full_w;
+        if (c->bpw_full)
+            cs.bpw = full_pw;
+        void *lo_s = want_loss ? xalloc((size_t)n_loss * es) : NULL;
+        void *g_s = want_grad ? xalloc((size_t)n * es) : NULL;
+        const double ss = run(&cs, c->x, lo_s, g_s, 1);
+        if (!same_double(ss, s1) && !(isnan(ss) && isnan(s1)))
+            fail("bce: general broadcast form sum differs from the materialised weights", kn,
+                 f32, n);
+        if ((lo_s && !same_values(lo_s, lo1, f32, n_loss)) || (g_s && !same_values(g_s, g1, f32, n)))
+            fail("bce: general broadcast form differs from the materialised weights", kn, f32, n);
+        free(lo_s);
+        free(g_s);
+    }
+
+    /* finite gradients for finite inputs whose weights cannot overflow (for
+     * bad class indices: those of the run with them ignored) */
+    const void *g_fin = g_ref ? g_ref : g1;
     if (want_grad && n > 0 && all_finite(c->x, f32, n)) {
         const double big = f32 ? 1e30 : 1e300;
         int expect_finite = 0;
@@ -367,9 +570,10 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
                             (c->kernel != K_CE_PROB || all_finite(c->t, f32, n)) &&
                             wmax * (1.0 + tmax) * (double)c->C * 4.0 < big;
         }
-        if (expect_finite && fabs(c->scale) <= 1.0 && !all_finite(g1, f32, n))
+        if (expect_finite && fabs(c->scale) <= 1.0 && !all_finite(g_fin, f32, n))
             fail("non-finite gradient for finite inputs", kn, f32, n);
     }
+    free(g_ref);
 
     free(x0);
     free(t0);
@@ -379,6 +583,130 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
     free(g1);
     free(lo3);
     free(g3);
+}
+
+/* ---------------------------------------------------------------- introspection */
+
+/* name is one of the space-separated words of list */
+static int has_token(const char *list, const char *name)
+{
+    const size_t len = strlen(name);
+    if (len == 0)
+        return 0;
+    for (const char *p = list; *p;) {
+        const size_t w = strcspn(p, " ");
+        if (w == len && strncmp(p, name, len) == 0)
+            return 1;
+        p += w;
+        p += strspn(p, " ");
+    }
+    return 0;
+}
+
+static void intro_fail(const char *what, const char *detail)
+{
+    fprintf(stderr, "fuzz_kernels: introspection: %s ('%s')\n", what, detail ? detail : "(null)");
+    abort();
+}
+
+/* fl_target_set(name) and what it must answer, given the lists */
+static void intro_set(const char *name, const char *sup, const char *comp)
+{
+    char before[32];
+    snprintf(before, sizeof before, "%s", fl_target_selected());
+    const int is_best = !name || !name[0] || strcmp(name, "best") == 0;
+    const int want = is_best ? 0 : has_token(sup, name) ? 0 : has_token(comp, name) ? -2 : -1;
+    const int got = fl_target_set(name);
+    const char *now = fl_target_selected();
+    if (got != want)
+        intro_fail("fl_target_set answered wrong", name);
+    if (!now || !has_token(sup, now))
+        intro_fail("fl_target_selected is not a supported target", now);
+    if (got != 0 && strcmp(now, before) != 0)
+        intro_fail("a refused fl_target_set changed the target", name);
+    if (got == 0 && !is_best && strcmp(now, name) != 0)
+        intro_fail("fl_target_set did not select the target", name);
+    if (got == 0 && is_best) {
+        const char *last = strrchr(sup, ' ');
+        if (strcmp(now, last ? last + 1 : sup) != 0)
+            intro_fail("fl_target_set(best) did not select the best supported target", now);
+    }
+}
+
+/* A sequence of introspection calls decoded from the input. */
+static void introspect(reader *r)
+{
+    static char sup0[128], comp0[128], cc0[256];
+    const char *sup = fl_target_supported(), *comp = fl_target_compiled(), *cc = fl_compiler();
+    if (!sup || !comp || !cc || !cc[0] || strlen(sup) >= sizeof sup0 ||
+        strlen(comp) >= sizeof comp0 || strlen(cc) >= sizeof cc0)
+        intro_fail("a NULL, empty or oversized string", sup);
+    if (!sup0[0]) {
+        snprintf(sup0, sizeof sup0, "%s", sup);
+        snprintf(comp0, sizeof comp0, "%s", comp);
+        snprintf(cc0, sizeof cc0, "%s", cc);
+        /* baseline first; the supported list a prefix of the compiled one */
+        if (strncmp(comp0, "baseline", 8) != 0 || strncmp(comp0, sup0, strlen(sup0)) != 0 ||
+            (comp0[strlen(sup0)] != '\0' && comp0[strlen(sup0)] != ' '))
+            intro_fail("inconsistent target lists", comp0);
+    }
+    static const char *const names[] = {"best", "baseline", "avx2", "avx512", "", NULL,
+                                        "AVX2", "baseline ", "avx5120", "baselinebaseline",
+                                        "neon", "sse2"};
+    const int n_ops = 1 + (int)(rd_byte(r) % 32);
+    for (int k = 0; k < n_ops; ++k) {
+        const unsigned b = rd_byte(r);
+        const char *s;
+        switch (b % 8) {
+        case 0:
+            if (strcmp(s = fl_target_supported(), sup0) != 0)
+                intro_fail("fl_target_supported changed", s);
+            break;
+        case 1:
+            if (strcmp(s = fl_target_compiled(), comp0) != 0)
+                intro_fail("fl_target_compiled changed", s);
+            break;
+        case 2:
+            if (!has_token(sup0, s = fl_target_selected()))
+                intro_fail("fl_target_selected is not a supported target", s);
+            break;
+        case 3:
+            if (strcmp(s = fl_compiler(), cc0) != 0)
+                intro_fail("fl_compiler changed", s);
+            break;
+        case 4:
+        case 7:
+            intro_set(names[(b / 8) % (sizeof names / sizeof names[0])], sup0, comp0);
+            break;
+        case 5: {
+            /* any bytes as a name */
+            char name[17];
+            const unsigned len = rd_byte(r) % 17;
+            for (unsigned i = 0; i < len; ++i)
+                name[i] = (char)rd_byte(r);
+            name[len] = '\0';
+            intro_set(name, sup0, comp0);
+            break;
+        }
+        default: {
+            /* the selected table works: a row with a bad index in between */
+            const float z[12] = {1, 2, 3, 4, 0, 0, 0, 0, -1, 5, 2, 0};
+            int64_t bad = (int64_t)rd_bits(r, 8);
+            if ((bad >= 0 && bad < 4) || bad == -100)
+                bad = 4;
+            const int64_t t[3] = {2, bad, 1};
+            float loss[3], g[12];
+            fl_index bp = 4242;
+            int64_t bv = 0;
+            const double sum = fl_ce_index_f32(z, t, 3, 4, NULL, -100, 0.0, 1.0, loss, g,
+                                               1 + (int)(b / 8) % 3, &bp, &bv);
+            if (!isnan(sum) || bp != 1 || bv != bad || !isnan(loss[1]) || !isfinite(loss[0]) ||
+                !isfinite(loss[2]) || !isnan(g[4]) || !isnan(g[7]) || !isfinite(g[0]))
+                intro_fail("fl_ce_index under the selected target", fl_target_selected());
+            break;
+        }
+        }
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -393,6 +721,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const targets[] = {"best", "baseline", "avx2", "avx512"};
     if (fl_target_set(targets[(b0 >> 4) & 3]) != 0)
         fl_target_set("best");
+    if (c.kernel == K_INTROSPECT) {
+        introspect(&r);
+        return 0;
+    }
     const int want_loss = b1 & 1, want_grad = (b1 >> 1) & 1, with_w = (b1 >> 2) & 1;
     const int big = ((b1 >> 3) & 7) == 7;  /* an eighth of the inputs */
     c.rows = (fl_index)(rd_byte(&r) % 65);
@@ -438,13 +770,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX) {
         c.idx = xalloc((size_t)c.rows * sizeof(int64_t));
+        static const int64_t far[] = {-1, -2, INT64_MIN, INT64_MAX, INT64_MIN + 1,
+                                      (int64_t)1 << 40, -((int64_t)1 << 40)};
         for (fl_index i = 0; i < c.rows; ++i) {
             unsigned v = rd_byte(&r);
-            /* mostly valid; sometimes the ignore index, or out of range */
-            c.idx[i] = v < 224 ? (int64_t)(v % (unsigned)c.C)
-                     : v < 240 ? c.ignore
-                     : v < 248 ? (int64_t)c.C + (int64_t)(v - 248)
-                               : (v & 1 ? INT64_MIN : -(int64_t)(v - 247));
+            /* mostly valid; sometimes the ignore index, just out of range
+             * (C .. C + 7), far out of range, or any 64-bit value */
+            c.idx[i] = v < 224   ? (int64_t)(v % (unsigned)c.C)
+                     : v < 240   ? c.ignore
+                     : v < 248   ? (int64_t)c.C + (int64_t)(v - 240)
+                     : v < 255   ? far[v - 248]
+                                 : (int64_t)rd_bits(&r, 8);
         }
     }
     if (with_w && (c.kernel == K_CHECK || c.kernel == K_CE_INDEX || c.kernel == K_CE_PROB)) {
@@ -453,22 +789,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             put(c.w, c.f32, j, rd_value(&r, c.f32));
     }
     if (c.kernel == K_BCE) {
-        make_bcast(&r, &c, &c.bw, &c.bw_buf, &c.bw_len);
-        make_bcast(&r, &c, &c.bpw, &c.bpw_buf, &c.bpw_len);
+        make_bcast(&r, &c, &c.bw, &c.bw_buf, &c.bw_len, c.bw_shape, c.bw_stride, &c.bw_full);
+        make_bcast(&r, &c, &c.bpw, &c.bpw_buf, &c.bpw_len, c.bpw_shape, c.bpw_stride,
+                   &c.bpw_full);
     }
 
-    if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX) {
+    if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX)
         check_targets(&c);
-        double denom;
-        const fl_index bad = c.f32 ? fl_ce_check_targets_f32(c.idx, c.rows, c.C, c.ignore,
-                                                             (const float *)c.w, &denom)
-                                   : fl_ce_check_targets_f64(c.idx, c.rows, c.C, c.ignore,
-                                                             (const double *)c.w, &denom);
-        if (bad < 0 && c.kernel == K_CE_INDEX)   /* the kernel assumes valid targets */
-            exercise(&c, want_loss, want_grad);
-    } else {
+    /* fl_ce_index with any class indices: it must stay memory-safe and flag
+     * the invalid ones (a caller cannot rule out a racing writer) */
+    if (c.kernel != K_CHECK)
         exercise(&c, want_loss, want_grad);
-    }
 
     free(c.x);
     free(c.t);
@@ -476,5 +807,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(c.w);
     free(c.bw_buf);
     free(c.bpw_buf);
+    free(c.bw_full);
+    free(c.bpw_full);
     return 0;
 }

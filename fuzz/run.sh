@@ -58,9 +58,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if [ $# -gt 0 ]; then
     exec "$build/fuzz_kernels" "$@"
 fi
-# A few seeds: one per kernel and precision, big and small.
+# A few seeds: one per kernel (7: the introspection calls) and precision.
 if [ -z "$(ls -A "$corpus")" ]; then
-    for k in 0 1 2 3 4 5 6; do
+    for k in 0 1 2 3 4 5 6 7; do
         for p in 0 8; do
             printf "\\x$(printf %02x $((k + p)))\\x$(printf %02x 7)\\x05\\x04\\x10" > "$corpus/seed_$k$p"
             head -c 200 /dev/zero | tr '\0' 'd' >> "$corpus/seed_$k$p"

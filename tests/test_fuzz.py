@@ -618,8 +618,24 @@ def _run(call, simd):
         _kernels.set_simd(before)
 
 
+def _expect_param_limits(call, kw):
+    """float32 kernels compute with their parameters in float32: a non-zero delta or
+    beta below float32's normal range (which would lose its value there) is a
+    ValueError, as API.md's parameter rules and issue 8 ask."""
+    if call.expect or not call.args or not isinstance(call.args[0], np.ndarray):
+        return
+    if call.args[0].dtype.kind not in "biuf" or _compute(call.args[0].dtype) != np.float32:
+        return
+    tiny = float(np.finfo(np.float32).tiny)
+    for name in ("delta", "beta"):
+        v = kw.get(name)
+        if v is not None and 0 < abs(float(v)) < tiny:
+            call.bad(ValueError)
+
+
 def _check(call):
     kw = dict(call.kwargs)
+    _expect_param_limits(call, kw)
     objs = list(call.args) + [v for v in kw.values() if isinstance(v, np.ndarray)]
     snap = _snapshot(objs)
     with warnings.catch_warnings():

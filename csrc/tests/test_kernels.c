@@ -2,11 +2,17 @@
  *
  * Closed forms (uniform logits, x = 0, kinks), fused vs loss-only vs in-place
  * agreement, and central finite differences of every loss in double.
+ * Invalid class indices given straight to fl_ce_index (no fl_ce_check_targets
+ * first): NaN rows, bad_pos / bad_value, the other rows bitwise those of a run
+ * with the bad rows ignored, and canaries around every output (few-class and
+ * row paths, 1 and 4 threads).  The general fl_bcast form against a weight
+ * array materialised by a naive loop.
  * Build and run: csrc/tests/run.sh (or any C99 compiler: see that script).
  */
 #include "fusedloss.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +45,7 @@ static double urand(double a)
     return a * (2.0 * (double)(rng_state >> 11) / 9007199254740992.0 - 1.0);
 }
 
-static const fl_bcast NO_W = {NULL, 1, 0, 0};
+static const fl_bcast NO_W = {NULL, 1, 0, 0, 0, NULL, NULL};
 
 static void test_ce_closed_forms(void)
 {
@@ -48,7 +54,7 @@ static void test_ce_closed_forms(void)
     int64_t t[N] = {0, 4, -100};
     for (int i = 0; i < N * C; ++i)
         z[i] = 2.5; /* uniform rows: loss log C, grad 1/C - onehot */
-    double sum = fl_ce_index_f64(z, t, N, C, NULL, -100, 0.0, 1.0, loss, g, 1);
+    double sum = fl_ce_index_f64(z, t, N, C, NULL, -100, 0.0, 1.0, loss, g, 1, NULL, NULL);
     close_to("ce uniform loss", loss[0], log(5.0), 1e-15);
     close_to("ce uniform sum", sum, 2 * log(5.0), 1e-15);
     close_to("ce ignored loss", loss[2], 0.0, 0);
@@ -67,7 +73,7 @@ static void test_ce_closed_forms(void)
     /* A dominant class: loss log1p(e^-80) ~ 1.8e-35 kept to full precision. */
     double z2[2] = {80.0, 0.0}, g2[2];
     int64_t t2 = 0;
-    double l2 = fl_ce_index_f64(z2, &t2, 1, 2, NULL, -100, 0.0, 1.0, NULL, g2, 1);
+    double l2 = fl_ce_index_f64(z2, &t2, 1, 2, NULL, -100, 0.0, 1.0, NULL, g2, 1, NULL, NULL);
     close_to("ce dominant loss rel", l2 / log1p(exp(-80.0)), 1.0, 1e-15);
     close_to("ce dominant grad rel", g2[0] / -exp(-80.0), 1.0, 1e-14);
 }
@@ -83,10 +89,10 @@ static void test_ce_paths_agree(void)
         w[j] = 0.5 + fabs(urand(1.0));
     for (int r = 0; r < N; ++r)
         t[r] = (r * 7) % C;
-    double s1 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 0.5, loss1, g, 1);
-    double s2 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 0.5, loss2, NULL, 1);
+    double s1 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 0.5, loss1, g, 1, NULL, NULL);
+    double s2 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 0.5, loss2, NULL, 1, NULL, NULL);
     memcpy(zi, z, sizeof z);
-    double s3 = fl_ce_index_f64(zi, t, N, C, w, -100, 0.1, 0.5, NULL, zi, 1);
+    double s3 = fl_ce_index_f64(zi, t, N, C, w, -100, 0.1, 0.5, NULL, zi, 1, NULL, NULL);
     check(s1 == s2, "ce loss-only sum == fused sum", s2, s1);
     check(s1 == s3, "ce in-place sum == fused sum", s3, s1);
     check(memcmp(g, zi, sizeof g) == 0, "ce in-place grad == out-of-place grad", 0, 0);
@@ -96,7 +102,7 @@ static void test_ce_paths_agree(void)
     for (int r = 0; r < N; ++r)
         y[r * C + t[r]] = 1.0;
     double s4 = fl_ce_prob_f64(z, y, N, C, w, 0.1, 1.0, NULL, NULL, 1);
-    double s5 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 1.0, NULL, NULL, 1);
+    double s5 = fl_ce_index_f64(z, t, N, C, w, -100, 0.1, 1.0, NULL, NULL, 1, NULL, NULL);
     close_to("ce one-hot prob == index", s4, s5, 1e-13);
 }
 
@@ -107,7 +113,7 @@ static double f_ce(double *x, double *g, int n)
 {
     int64_t t[3] = {1, 0, 2};
     double w[4] = {1.0, 2.0, 0.5, 1.5};
-    return fl_ce_index_f64(x, t, n / 4, 4, w, -100, 0.2, 1.0, NULL, g, 1);
+    return fl_ce_index_f64(x, t, n / 4, 4, w, -100, 0.2, 1.0, NULL, g, 1, NULL, NULL);
 }
 static double f_ce_prob(double *x, double *g, int n)
 {
@@ -118,8 +124,8 @@ static double f_bce(double *x, double *g, int n)
 {
     double t[12] = {0, 1, .3, 1, 0, .5, 1, 1, 0, 0, .9, .1};
     double w[4] = {1, 2, .5, 3}, pw[3] = {2, 1, .5};
-    fl_bcast wb = {w, 4, 0, 1};  /* weight of shape (4,) over a (3, 4) array */
-    fl_bcast pwb = {pw, 4, 1, 0}; /* pos_weight of shape (3, 1) */
+    fl_bcast wb = {w, 4, 0, 1, 0, NULL, NULL};  /* weight of shape (4,) over a (3, 4) array */
+    fl_bcast pwb = {pw, 4, 1, 0, 0, NULL, NULL}; /* pos_weight of shape (3, 1) */
     return fl_bce_f64(x, t, n, wb, pwb, 1.0, NULL, g, 1);
 }
 static double f_focal(double *x, double *g, int n)
@@ -206,8 +212,8 @@ static void test_float32_matches_float64(void)
     int64_t t[N] = {3, 999, 0, 500};
     for (int i = 0; i < N * C; ++i)
         zd[i] = (double)(zf[i] = (float)urand(4.0));
-    double sf = fl_ce_index_f32(zf, t, N, C, NULL, -100, 0.0, 1.0, NULL, gf, 1);
-    double sd = fl_ce_index_f64(zd, t, N, C, NULL, -100, 0.0, 1.0, NULL, gd, 1);
+    double sf = fl_ce_index_f32(zf, t, N, C, NULL, -100, 0.0, 1.0, NULL, gf, 1, NULL, NULL);
+    double sd = fl_ce_index_f64(zd, t, N, C, NULL, -100, 0.0, 1.0, NULL, gd, 1, NULL, NULL);
     close_to("ce f32 vs f64 sum", sf / sd, 1.0, 1e-6);
     double maxerr = 0;
     for (int i = 0; i < N * C; ++i) {
@@ -220,7 +226,531 @@ static void test_float32_matches_float64(void)
     check(maxerr < 1e-6, "ce f32 vs f64 grad", maxerr, 0);
 }
 
-int main(void)
+/* ---- invalid class indices, given straight to fl_ce_index --------------- */
+
+/* Output buffers with canaries: GUARD elements of a byte pattern on each
+ * side, checked after every call (without a sanitizer too). */
+#define GUARD 64
+#define CANARY 0xC3
+
+typedef struct {
+    unsigned char *base;
+    size_t es;
+    fl_index n;
+} gbuf;
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        printf("out of memory (%lu bytes)\n", (unsigned long)bytes);
+        exit(2);
+    }
+    return p;
+}
+
+static void *gb_alloc(gbuf *b, fl_index n, size_t es, int fill)
+{
+    b->es = es;
+    b->n = n;
+    b->base = xmalloc(((size_t)n + 2 * GUARD) * es);
+    memset(b->base, CANARY, GUARD * es);
+    memset(b->base + GUARD * es, fill, (size_t)n * es);
+    memset(b->base + (GUARD + (size_t)n) * es, CANARY, GUARD * es);
+    return b->base + GUARD * es;
+}
+
+static int gb_intact(const gbuf *b)
+{
+    const unsigned char *tail = b->base + (GUARD + (size_t)b->n) * b->es;
+    for (size_t k = 0; k < GUARD * b->es; ++k)
+        if (b->base[k] != CANARY || tail[k] != CANARY)
+            return 0;
+    return 1;
+}
+
+static double at(const void *a, int f32, fl_index i)
+{
+    return f32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
+}
+
+static void set_at(void *a, int f32, fl_index i, double v)
+{
+    if (f32)
+        ((float *)a)[i] = (float)v;
+    else
+        ((double *)a)[i] = v;
+}
+
+/* Elements [i, i + n) of a and b are bitwise equal. */
+static int same_range(const void *a, const void *b, int f32, fl_index i, fl_index n)
+{
+    const size_t es = f32 ? sizeof(float) : sizeof(double);
+    return memcmp((const char *)a + (size_t)i * es, (const char *)b + (size_t)i * es,
+                  (size_t)n * es) == 0;
+}
+
+static int same_bits_d(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static double ce_call(int f32, const void *z, const int64_t *t, fl_index R, fl_index C,
+                      const void *w, int64_t ign, double eps, double scale, void *loss,
+                      void *grad, int nt, fl_index *bp, int64_t *bv)
+{
+    if (f32)
+        return fl_ce_index_f32((const float *)z, t, R, C, (const float *)w, ign, eps, scale,
+                               (float *)loss, (float *)grad, nt, bp, bv);
+    return fl_ce_index_f64((const double *)z, t, R, C, (const double *)w, ign, eps, scale,
+                           (double *)loss, (double *)grad, nt, bp, bv);
+}
+
+enum { M_SUM, M_LOSS, M_GRAD, M_INPLACE, N_MODES };
+static const char *const MODE_NAME[] = {"sum-only", "loss-only", "grad", "grad-in-place"};
+
+enum { P_SCATTER, P_LAST, P_LATE, P_FIRST_LANES, P_NONE, N_PATTERNS };
+
+/* Which rows get an invalid index. */
+static int bad_row(int pattern, fl_index r, fl_index R)
+{
+    switch (pattern) {
+    case P_SCATTER: return r % 13 == 3 || r == R - 1;
+    case P_LAST: return r == R - 1;
+    case P_LATE: return r >= R / 2 + 7 && r % 5 == 0;          /* later segments only */
+    case P_FIRST_LANES: return r % 16 == 0 || r % 16 == 15;    /* first / last tile lane */
+    default: return 0;
+    }
+}
+
+typedef struct {
+    int f32;
+    fl_index C, R;
+    int weighted;
+    double eps;
+    int mode, nt, pattern;
+    int64_t ignore;
+} bad_cfg;
+
+static int64_t bad_value_for(fl_index r, fl_index C, int64_t ignore)
+{
+    const int64_t vals[] = {-1,        (int64_t)C,           (int64_t)C + 1,
+                            INT64_MIN, INT64_MAX,            (int64_t)1 << 40,
+                            -((int64_t)1 << 40), INT64_MIN + 1, (int64_t)C * 1000 + 7,
+                            -2,        (int64_t)1 << 32,     -((int64_t)1 << 31)};
+    const int nv = (int)(sizeof vals / sizeof vals[0]);
+    for (int k = 0;; ++k) {
+        const int64_t v = vals[(r * 7 + k) % nv];
+        if (v != ignore)
+            return v;
+    }
+}
+
+static long long n_bad_cases = 0, n_bad_rows_seen = 0;
+
+static void bad_index_case(const bad_cfg *k)
+{
+    const int f32 = k->f32;
+    const size_t es = f32 ? sizeof(float) : sizeof(double);
+    const fl_index R = k->R, C = k->C, n = R * C;
+    const double scale = 1.0 / (double)R;
+    const int want_loss = k->mode != M_SUM, want_grad = k->mode >= M_GRAD;
+    const int inplace = k->mode == M_INPLACE;
+    char what[256];
+    void *z = xmalloc((size_t)n * es), *z0 = xmalloc((size_t)n * es);
+    void *w = NULL, *w0 = NULL;
+    int64_t *t = xmalloc((size_t)R * sizeof(int64_t)), *tref = xmalloc((size_t)R * sizeof(int64_t));
+    int64_t *t0 = xmalloc((size_t)R * sizeof(int64_t));
+    fl_index first_bad = -1, n_bad = 0;
+
+    for (fl_index i = 0; i < n; ++i)
+        set_at(z, f32, i, urand(4.0));
+    memcpy(z0, z, (size_t)n * es);
+    if (k->weighted) {
+        w = xmalloc((size_t)C * es);
+        for (fl_index j = 0; j < C; ++j)
+            set_at(w, f32, j, 1.25 + urand(1.0));
+        w0 = xmalloc((size_t)C * es);
+        memcpy(w0, w, (size_t)C * es);
+    }
+    for (fl_index r = 0; r < R; ++r) {
+        if (bad_row(k->pattern, r, R)) {
+            t[r] = bad_value_for(r, C, k->ignore);
+            tref[r] = k->ignore;
+            if (first_bad < 0)
+                first_bad = r;
+            ++n_bad;
+        } else {
+            /* valid, or the ignore index (which may itself be -1, 1, INT64_MIN) */
+            t[r] = r % 11 == 5 ? k->ignore : (int64_t)((r * 37 + 11) % C);
+            tref[r] = t[r];
+        }
+    }
+    memcpy(t0, t, (size_t)R * sizeof(int64_t));
+
+    /* The reference (bad rows ignored) and the run under test, same mode. */
+    gbuf Lr, Gr, Lb, Gb;
+    void *lr = gb_alloc(&Lr, want_loss ? R : 0, es, 0x5A);
+    void *gr = gb_alloc(&Gr, want_grad ? n : 0, es, 0x5A);
+    void *lb = gb_alloc(&Lb, want_loss ? R : 0, es, 0xA5);
+    void *gb = gb_alloc(&Gb, want_grad ? n : 0, es, 0xA5);
+    if (inplace) {
+        memcpy(gr, z, (size_t)n * es);
+        memcpy(gb, z, (size_t)n * es);
+    }
+    fl_index bp_ref = 4242, bp = 4242;
+    int64_t bv_ref = 4242, bv = 4242;
+    const double s_ref = ce_call(f32, inplace ? gr : z, tref, R, C, w, k->ignore, k->eps, scale,
+                                 want_loss ? lr : NULL, want_grad ? gr : NULL, k->nt, &bp_ref,
+                                 &bv_ref);
+    const double s = ce_call(f32, inplace ? gb : z, t, R, C, w, k->ignore, k->eps, scale,
+                             want_loss ? lb : NULL, want_grad ? gb : NULL, k->nt, &bp, &bv);
+    ++n_bad_cases;
+    n_bad_rows_seen += n_bad;
+
+#define WHAT(prop)                                                                           \
+    (snprintf(what, sizeof what, "bad index %s %s C=%ld R=%ld w=%d eps=%g nt=%d pat=%d "     \
+                                 "ign=%lld: %s",                                             \
+              f32 ? "f32" : "f64", MODE_NAME[k->mode], (long)C, (long)R, k->weighted,        \
+              k->eps, k->nt, k->pattern, (long long)k->ignore, prop),                        \
+     what)
+    check(bp_ref == -1, WHAT("reference bad_pos == -1"), (double)bp_ref, -1);
+    check(isfinite(s_ref), WHAT("reference sum finite"), s_ref, 0);
+    check(bp == first_bad, WHAT("bad_pos is the first bad row"), (double)bp, (double)first_bad);
+    if (first_bad >= 0)
+        check(bv == t[first_bad], WHAT("bad_value is the index read there"), (double)bv,
+              (double)t[first_bad]);
+    if (first_bad >= 0)
+        check(isnan(s), WHAT("sum is NaN"), s, NAN);
+    else
+        check(same_bits_d(s, s_ref), WHAT("sum equals the reference"), s, s_ref);
+
+    if (want_loss) {
+        int ok_bad = 1, ok_good = 1, ok_ign = 1;
+        for (fl_index r = 0; r < R; ++r) {
+            const double v = at(lb, f32, r);
+            if (bad_row(k->pattern, r, R))
+                ok_bad &= isnan(v);
+            else
+                ok_good &= same_range(lb, lr, f32, r, 1) && isfinite(v);
+            if (t[r] == k->ignore)
+                ok_ign &= v == 0;
+        }
+        check(ok_bad, WHAT("bad rows have a NaN loss"), 0, 0);
+        check(ok_good, WHAT("other rows' losses equal the reference bitwise"), 0, 0);
+        check(ok_ign, WHAT("ignored rows have loss 0"), 0, 0);
+    }
+    if (want_grad) {
+        int ok_bad = 1, ok_good = 1, ok_ign = 1;
+        for (fl_index r = 0; r < R; ++r) {
+            if (bad_row(k->pattern, r, R)) {
+                for (fl_index j = 0; j < C; ++j)
+                    ok_bad &= isnan(at(gb, f32, r * C + j));
+            } else {
+                ok_good &= same_range(gb, gr, f32, r * C, C);
+                for (fl_index j = 0; j < C; ++j)
+                    ok_good &= isfinite(at(gb, f32, r * C + j));
+            }
+            if (t[r] == k->ignore)
+                for (fl_index j = 0; j < C; ++j)
+                    ok_ign &= at(gb, f32, r * C + j) == 0;
+        }
+        check(ok_bad, WHAT("bad rows have an all-NaN gradient"), 0, 0);
+        check(ok_good, WHAT("other rows' gradients equal the reference bitwise"), 0, 0);
+        check(ok_ign, WHAT("ignored rows have a zero gradient"), 0, 0);
+    }
+    if (inplace) {
+        /* the in-place gradient is the out-of-place one */
+        gbuf Go;
+        void *go = gb_alloc(&Go, n, es, 0x11);
+        fl_index bp2 = 4242;
+        ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, go, k->nt, &bp2, NULL);
+        int ok = bp2 == first_bad;
+        for (fl_index i = 0; i < n && ok; ++i)
+            ok = same_range(go, gb, f32, i, 1) || (isnan(at(go, f32, i)) && isnan(at(gb, f32, i)));
+        check(ok, WHAT("in-place gradient equals the out-of-place one"), 0, 0);
+        check(gb_intact(&Go), WHAT("canaries (out-of-place gradient)"), 0, 0);
+        free(Go.base);
+    }
+    check(gb_intact(&Lr) && gb_intact(&Gr) && gb_intact(&Lb) && gb_intact(&Gb),
+          WHAT("canaries intact"), 0, 0);
+    check(memcmp(z, z0, (size_t)n * es) == 0 && memcmp(t, t0, (size_t)R * sizeof(int64_t)) == 0 &&
+              (!w || memcmp(w, w0, (size_t)C * es) == 0),
+          WHAT("inputs unchanged"), 0, 0);
+    if (k->mode == M_SUM) {
+        /* bad_pos without bad_value, and neither: same verdict */
+        fl_index bp3 = 4242;
+        const double s3 = ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL,
+                                  k->nt, &bp3, NULL);
+        const double s4 = ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL,
+                                  k->nt, NULL, NULL);
+        check(bp3 == first_bad && (same_bits_d(s3, s) || (isnan(s3) && isnan(s))) &&
+                  (same_bits_d(s4, s) || (isnan(s4) && isnan(s))),
+              WHAT("bad_value / bad_pos NULL"), (double)bp3, (double)first_bad);
+    }
+#undef WHAT
+    free(Lr.base);
+    free(Gr.base);
+    free(Lb.base);
+    free(Gb.base);
+    free(z);
+    free(z0);
+    free(w);
+    free(w0);
+    free(t);
+    free(tref);
+    free(t0);
+}
+
+static void test_ce_bad_indices(int quick)
+{
+    static const fl_index CS[] = {2, 10, 16, 17, 1000};
+    static const int64_t IGNORES[] = {-100, -1, INT64_MIN, 1};
+    const int pass0 = n_pass, fail0 = n_fail;
+    int counter = 0;
+    for (int f32 = 0; f32 < 2; ++f32)
+        for (int ci = 0; ci < 5; ++ci)
+            for (int combo = 0; combo < 4; ++combo)
+                for (int mode = 0; mode < N_MODES; ++mode) {
+                    bad_cfg k;
+                    k.f32 = f32;
+                    k.C = CS[ci];
+                    k.weighted = combo & 1;
+                    k.eps = combo & 2 ? 0.1 : 0.0;
+                    k.mode = mode;
+                    k.ignore = IGNORES[counter % 4];
+                    /* one thread: a single partial tile, full tiles, full + partial */
+                    static const fl_index RS[] = {7, 48, 53};
+                    for (int ri = 0; ri < 3; ++ri) {
+                        k.R = RS[ri];
+                        k.nt = 1;
+                        k.pattern = (counter + ri) % N_PATTERNS;
+                        bad_index_case(&k);
+                    }
+                    /* four threads: 2^19 elements and more (parallel from 2^18;
+                     * quick: just above 2^18, two threads, the gradient modes) */
+                    if (quick && mode < M_GRAD) {
+                        ++counter;
+                        continue;
+                    }
+                    k.R = ((fl_index)1 << (quick ? 18 : 19)) / k.C + 37;
+                    k.nt = 4;
+                    k.pattern = counter % N_PATTERNS;
+                    bad_index_case(&k);
+                    ++counter;
+                }
+    printf("bad indices: %lld calls compared, %lld bad rows (checks: %d ok, %d failing)\n",
+           n_bad_cases, n_bad_rows_seen, n_pass - pass0, n_fail - fail0);
+}
+
+/* ---- the general broadcast form of fl_bcast ----------------------------- */
+
+/* weight(i) = w[sum_d k_d stride[d]], k the C-order multi-index of i. */
+static fl_index bcast_offset(int nd, const fl_index *shape, const fl_index *stride, fl_index i)
+{
+    fl_index off = 0;
+    for (int d = nd - 1; d >= 0; --d) {
+        off += (i % shape[d]) * stride[d];
+        i /= shape[d];
+    }
+    return off;
+}
+
+typedef struct {
+    int nd; /* 0: no weight */
+    const fl_index *shape, *stride;
+    fl_index len; /* elements of the weight array (exact allocation) */
+} gdesc;
+
+static double bce_call(int f32, const void *x, const void *t, fl_index n, fl_bcast w,
+                       fl_bcast pw, void *loss, void *grad, int nt)
+{
+    if (f32)
+        return fl_bce_f32((const float *)x, (const float *)t, n, w, pw, 0.5, (float *)loss,
+                          (float *)grad, nt);
+    return fl_bce_f64((const double *)x, (const double *)t, n, w, pw, 0.5, (double *)loss,
+                      (double *)grad, nt);
+}
+
+/* BCE with weight / pos_weight in the general form against the same weights
+ * materialised element by element (simple form, full array): bitwise equal
+ * losses, gradients and sums.  Weight arrays are allocated at their exact
+ * size, so ASan flags any read outside them. */
+static void bcast_general_case(const char *name, int f32, fl_index n, const gdesc *dw,
+                               const gdesc *dp, int nt)
+{
+    const size_t es = f32 ? sizeof(float) : sizeof(double);
+    void *x = xmalloc((size_t)n * es), *t = xmalloc((size_t)n * es);
+    void *w = NULL, *pw = NULL, *wf = NULL, *pwf = NULL;
+    fl_bcast gw = {NULL, 1, 0, 0, 0, NULL, NULL}, gp = gw, sw = gw, sp = gw;
+    char what[200];
+    for (fl_index i = 0; i < n; ++i) {
+        set_at(x, f32, i, urand(5.0));
+        set_at(t, f32, i, 0.5 + urand(0.5));
+    }
+    const gdesc *ds[2] = {dw, dp};
+    void **bufs[2] = {&w, &pw}, **fulls[2] = {&wf, &pwf};
+    fl_bcast *gs[2] = {&gw, &gp}, *ss[2] = {&sw, &sp};
+    for (int q = 0; q < 2; ++q) {
+        const gdesc *d = ds[q];
+        if (!d || d->nd == 0)
+            continue;
+        *bufs[q] = xmalloc((size_t)d->len * es);
+        for (fl_index j = 0; j < d->len; ++j)
+            set_at(*bufs[q], f32, j, 1.0 + urand(0.75));
+        *fulls[q] = xmalloc((size_t)n * es);
+        for (fl_index i = 0; i < n; ++i)
+            set_at(*fulls[q], f32, i,
+                   at(*bufs[q], f32, bcast_offset(d->nd, d->shape, d->stride, i)));
+        gs[q]->ptr = *bufs[q];
+        gs[q]->ndim = d->nd;
+        gs[q]->shape = d->shape;
+        gs[q]->stride = d->stride;
+        ss[q]->ptr = *fulls[q];
+        ss[q]->cols = n;
+        ss[q]->cs = 1;
+    }
+    gbuf L1, G1, L2, G2;
+    void *l1 = gb_alloc(&L1, n, es, 0x5A), *g1 = gb_alloc(&G1, n, es, 0x5A);
+    void *l2 = gb_alloc(&L2, n, es, 0xA5), *g2 = gb_alloc(&G2, n, es, 0xA5);
+    const double s1 = bce_call(f32, x, t, n, gw, gp, l1, g1, nt);
+    const double s2 = bce_call(f32, x, t, n, sw, sp, l2, g2, 1);
+    const double s3 = bce_call(f32, x, t, n, gw, gp, NULL, NULL, nt);
+    snprintf(what, sizeof what, "bcast general %s %s n=%ld nt=%d", name, f32 ? "f32" : "f64",
+             (long)n, nt);
+    check(same_bits_d(s1, s2) && same_bits_d(s1, s3) && isfinite(s1), what, s1, s2);
+    check(same_range(l1, l2, f32, 0, n), what, 0, 0);
+    check(same_range(g1, g2, f32, 0, n), what, 0, 0);
+    check(gb_intact(&L1) && gb_intact(&G1) && gb_intact(&L2) && gb_intact(&G2), what, 0, 0);
+    free(L1.base);
+    free(G1.base);
+    free(L2.base);
+    free(G2.base);
+    free(x);
+    free(t);
+    free(w);
+    free(pw);
+    free(wf);
+    free(pwf);
+}
+
+/* The general form against the simple form, where both can say the same. */
+static void bcast_general_vs_simple(int f32)
+{
+    enum { R = 33, C = 29, N = R * C };
+    const size_t es = f32 ? sizeof(float) : sizeof(double);
+    static const fl_index sh2[2] = {R, C}, col[2] = {0, 1}, row[2] = {1, 0};
+    static const fl_index sh1[1] = {N}, zero1[1] = {0};
+    void *x = xmalloc(N * es), *t = xmalloc(N * es), *w = xmalloc(N * es);
+    void *l1 = xmalloc(N * es), *l2 = xmalloc(N * es), *g1 = xmalloc(N * es),
+         *g2 = xmalloc(N * es);
+    const fl_bcast none = {NULL, 1, 0, 0, 0, NULL, NULL};
+    for (int i = 0; i < N; ++i) {
+        set_at(x, f32, i, urand(5.0));
+        set_at(t, f32, i, 0.5 + urand(0.5));
+        set_at(w, f32, i, 1.0 + urand(0.9));
+    }
+    struct {
+        const char *name;
+        fl_bcast general, simple;
+    } cases[] = {
+        {"per column (C,)", {w, 1, 0, 0, 2, sh2, col}, {w, C, 0, 1, 0, NULL, NULL}},
+        {"per row (R, 1)", {w, 1, 0, 0, 2, sh2, row}, {w, C, 1, 0, 0, NULL, NULL}},
+        {"scalar", {w, 1, 0, 0, 1, sh1, zero1}, {w, N, 0, 0, 0, NULL, NULL}},
+        {"full (R, C)", {w, 1, 0, 0, 1, sh1, col + 1}, {w, N, 0, 1, 0, NULL, NULL}},
+        {"absent (ptr NULL, ndim 2)", {NULL, 1, 0, 0, 2, sh2, col}, none},
+    };
+    for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c)
+        for (int as_pw = 0; as_pw < 2; ++as_pw) {
+            char what[160];
+            const fl_bcast gw = as_pw ? none : cases[c].general;
+            const fl_bcast gp = as_pw ? cases[c].general : none;
+            const fl_bcast sw = as_pw ? none : cases[c].simple;
+            const fl_bcast sp = as_pw ? cases[c].simple : none;
+            const double s1 = bce_call(f32, x, t, N, gw, gp, l1, g1, 1);
+            const double s2 = bce_call(f32, x, t, N, sw, sp, l2, g2, 1);
+            snprintf(what, sizeof what, "bcast general == simple %s %s %s", cases[c].name,
+                     as_pw ? "pos_weight" : "weight", f32 ? "f32" : "f64");
+            /* Per element bitwise; the sums only to rounding: the simple
+             * form splits the blocks at its rows (bcast_clip), the general
+             * form does not, and block_sum adds per block. */
+            check(same_range(l1, l2, f32, 0, N) && same_range(g1, g2, f32, 0, N), what, s1,
+                  s2);
+            close_to(what, s1, s2, 1e-14);
+            if (!same_bits_d(s1, s2))
+                printf("note: %s: sums differ in the last bits (%.17g vs %.17g)\n", what, s1,
+                       s2);
+        }
+    free(x);
+    free(t);
+    free(w);
+    free(l1);
+    free(l2);
+    free(g1);
+    free(g2);
+}
+
+static void test_bcast_general(void)
+{
+    const int pass0 = n_pass, fail0 = n_fail;
+    for (int f32 = 0; f32 < 2; ++f32) {
+        /* weight (5, 1, 7) and pos_weight (1, 4, 1) over (5, 4, 7) */
+        static const fl_index sh[3] = {5, 4, 7}, wst[3] = {7, 0, 1}, pst[3] = {0, 1, 0};
+        const gdesc dw = {3, sh, wst, 35}, dp = {3, sh, pst, 4};
+        bcast_general_case("(5,1,7) over (5,4,7)", f32, 140, &dw, NULL, 1);
+        bcast_general_case("(1,4,1) pos_weight over (5,4,7)", f32, 140, NULL, &dp, 1);
+        bcast_general_case("both", f32, 140, &dw, &dp, 3);
+
+        /* large, threaded: a transposed (339, 517) weight read as (517, 339)
+         * under a broadcast leading axis and a size-1 axis with an arbitrary
+         * stride; pos_weight per row of 339, the last axis broadcast */
+        static const fl_index shb[4] = {3, 517, 1, 339}, wstb[4] = {0, 1, 12345, 517};
+        static const fl_index shr[2] = {3 * 517, 339}, pstr[2] = {1, 0};
+        const gdesc dwb = {4, shb, wstb, 517 * 339}, dpb = {2, shr, pstr, 3 * 517};
+        bcast_general_case("transposed + broadcast, large", f32, 3 * 517 * 339, &dwb, &dpb, 4);
+        bcast_general_case("transposed + broadcast, large, 1 thread", f32, 3 * 517 * 339,
+                           &dwb, &dpb, 1);
+
+        /* FL_BCAST_MAXDIM axes, nearly all of size 1 (strides beyond the
+         * array there: never used, since their index is always 0) */
+        static fl_index sh64[FL_BCAST_MAXDIM], st64[FL_BCAST_MAXDIM], st64b[FL_BCAST_MAXDIM];
+        for (int d = 0; d < FL_BCAST_MAXDIM; ++d) {
+            sh64[d] = 1;
+            st64[d] = st64b[d] = 1000003;
+        }
+        sh64[5] = 6, st64[5] = 140, st64b[5] = 35;
+        sh64[33] = 4, st64[33] = 35, st64b[33] = 0;
+        sh64[63] = 35, st64[63] = 1, st64b[63] = 1;
+        const gdesc d64 = {FL_BCAST_MAXDIM, sh64, st64, 840}, d64b = {FL_BCAST_MAXDIM, sh64, st64b, 210};
+        bcast_general_case("64 axes", f32, 840, &d64, &d64b, 1);
+
+        /* a trailing size-1 axis: runs of one element */
+        static const fl_index sht[2] = {1000, 1}, stt[2] = {1, 7777};
+        const gdesc dt = {2, sht, stt, 1000};
+        bcast_general_case("trailing size-1 axis", f32, 1000, &dt, NULL, 1);
+
+        /* random shapes and strides, exact-size weight arrays */
+        for (int rep = 0; rep < 40; ++rep) {
+            fl_index shp[2][6], std[2][6], len[2], n = 1;
+            const int nd = 1 + (int)(fabs(urand(1.0)) * 6) % 6;
+            for (int d = 0; d < nd; ++d) {
+                shp[0][d] = shp[1][d] = 1 + (fl_index)(fabs(urand(1.0)) * 7) % 7;
+                n *= shp[0][d];
+            }
+            for (int q = 0; q < 2; ++q) {
+                fl_index top = 0;
+                for (int d = 0; d < nd; ++d) {
+                    std[q][d] = (fl_index)(fabs(urand(1.0)) * 6) % 6; /* 0 = broadcast */
+                    top += (shp[q][d] - 1) * std[q][d];
+                }
+                len[q] = top + 1;
+            }
+            const gdesc ra = {nd, shp[0], std[0], len[0]}, rb = {nd, shp[1], std[1], len[1]};
+            bcast_general_case("random", f32, n, &ra, &rb, rep % 2 ? 3 : 1);
+        }
+        bcast_general_vs_simple(f32);
+    }
+    printf("bcast general form (checks: %d ok, %d failing)\n", n_pass - pass0, n_fail - fail0);
+}
+
+int main(int argc, char **argv)
 {
     /* FL_FORCE_TARGET selects a SIMD target (set by run.sh, one run per target). */
     const char *target = getenv("FL_FORCE_TARGET");
@@ -229,6 +759,12 @@ int main(void)
         return 0;
     }
     printf("kernels: target %s\n", fl_target_selected());
+    if (argc > 1 && strcmp(argv[1], "probe") == 0)
+        return 0; /* run.sh: does this CPU run the target? */
+    /* "quick" (or FL_TEST_QUICK=1): fewer large cases, for slow runners */
+    const char *quick_env = getenv("FL_TEST_QUICK");
+    const int quick = (argc > 1 && strcmp(argv[1], "quick") == 0) ||
+                      (quick_env && strcmp(quick_env, "1") == 0);
     test_ce_closed_forms();
     test_ce_paths_agree();
     test_elementwise_closed_forms();
@@ -239,6 +775,8 @@ int main(void)
     test_finite_differences("focal", f_focal);
     test_finite_differences("huber", f_huber);
     test_finite_differences("smooth_l1", f_sl1);
+    test_ce_bad_indices(quick);
+    test_bcast_general();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }

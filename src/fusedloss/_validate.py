@@ -5,6 +5,7 @@ written: the C kernels assume valid, C-contiguous arrays of the compute dtype.
 """
 import math
 import operator
+import sys
 
 import numpy as np
 
@@ -13,9 +14,40 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
+def reject_masked(x, name):
+    """Masked arrays would lose their mask in the kernels: refuse them."""
+    ma = sys.modules.get("numpy.ma")  # no masked array can exist before numpy.ma is loaded
+    if ma is not None and isinstance(x, ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray; its mask would be ignored. Pass the data "
+            f"(np.ma.getdata) and express the mask through the loss: a weight of 0 for "
+            f"masked elements (weight=), or ignore_index for masked class indices")
+
+
+def to_array(x, name):
+    """np.asarray(x) with clear errors: masked arrays and tensors that require grad are
+    refused with a TypeError that says what to do; an ndarray subclass becomes a plain
+    ndarray view of its own buffer (so overridden attributes cannot mislead the checks)."""
+    if type(x) is np.ndarray:
+        return x
+    reject_masked(x, name)
+    if type(x).__module__.startswith("torch") and getattr(x, "requires_grad", False) is True:
+        raise TypeError(
+            f"{name} is a torch.Tensor that requires grad; NumPy cannot read it without "
+            f"detaching it from the autograd graph. Pass {name}.detach() (the gradient "
+            f"comes back from return_grad=True), or use fusedloss.torch for autograd")
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError):
+        raise
+    except Exception as e:  # e.g. RuntimeError from a foreign __array__
+        raise TypeError(f"{name} cannot be converted to a NumPy array: "
+                        f"{type(e).__name__}: {e}") from None
+
+
 def as_numeric(x, name):
-    """np.asarray(x), refusing non-numeric dtypes with a TypeError."""
-    a = np.asarray(x)
+    """to_array(x), refusing non-numeric dtypes with a TypeError."""
+    a = to_array(x, name)
     kind = a.dtype.kind
     if kind not in "biuf":
         raise TypeError(
@@ -37,7 +69,9 @@ def contiguous(a, dtype):
 
     Misaligned arrays (e.g. views at an odd byte offset of a byte buffer) are copied: the C
     kernels dereference typed pointers, which must be aligned."""
-    if a.dtype is dtype and a.flags.c_contiguous and a.flags.aligned:
+    # dtypes compare by value: one that came through pickle is equal but not the same
+    # object (== also tells byte orders apart)
+    if a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned:
         return a
     # Values beyond the compute dtype's range become +-inf, silently: non-finite values
     # propagate and never warn or raise (as in the kernels).
@@ -46,10 +80,14 @@ def contiguous(a, dtype):
     return c if c.flags.aligned else c.copy()
 
 
-def check_reduction(reduction):
-    if reduction.__class__ is not str or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    return reduction
+def check_reduction(reduction, allowed=REDUCTIONS):
+    """The reduction as an exact str; str subclasses (numpy.str_) are accepted."""
+    if isinstance(reduction, str):
+        r = str.__str__(reduction)  # an exact str, whatever the subclass overrides
+        if r in allowed:
+            return r
+    names = ", ".join(repr(a) for a in allowed[:-1]) + f" or {allowed[-1]!r}"
+    raise ValueError(f"reduction must be {names}, got {reduction!r}")
 
 
 def _not_real(value):
@@ -84,6 +122,31 @@ def finite_param(value, name):
     return v
 
 
+def param_in_dtype(value, dtype, name, scale_like=False):
+    """A finite parameter that must also be representable in the compute dtype:
+    float32 kernels compute with the parameter rounded to float32, so one that
+    overflows there is refused; so is, for a scale-like parameter (Huber's delta,
+    smooth-L1's beta), a non-zero value below float32's normal range, which would
+    round to 0 or to a subnormal with few significant bits and change the loss
+    (huber_loss(delta=1e-46) is 1e-46 |e| for large errors, not 0)."""
+    if dtype == _F32:
+        f32 = np.finfo(np.float32)
+        if abs(value) > float(f32.max):
+            with np.errstate(over="ignore"):
+                rounded = np.float32(value)
+            if not np.isfinite(rounded):
+                raise ValueError(
+                    f"{name} = {value!r} is too large for float32, the compute dtype of "
+                    f"these inputs (largest {float(f32.max):.8g}); pass float64 arrays "
+                    f"to use it")
+        if scale_like and value != 0 and abs(value) < float(f32.tiny):
+            raise ValueError(
+                f"{name} = {value!r} is below float32's normal range (smallest "
+                f"{float(f32.tiny):.8g}), the compute dtype of these inputs, and would "
+                f"lose its value there; pass float64 arrays to use it")
+    return value
+
+
 def int_param(value, name):
     if value.__class__ is int and -(2**63) <= value < 2**63:
         return value
@@ -116,6 +179,10 @@ def check_buffer(buf, name, shape, dtype, inputs, allowed=None):
     """
     if not isinstance(buf, np.ndarray):
         raise ValueError(f"{name} must be a numpy.ndarray, got {type(buf).__name__}")
+    reject_masked(buf, name)
+    # Checked on (and written through) a plain view of the real buffer: a subclass's
+    # shape, dtype or flags attributes may say anything.
+    buf = np.asarray(buf)
     if buf.shape != shape:
         raise ValueError(f"{name} has shape {buf.shape}, expected {shape}")
     if buf.dtype != dtype:
@@ -147,7 +214,8 @@ def check_buffer(buf, name, shape, dtype, inputs, allowed=None):
 
 def check_outputs(reduction, return_grad, out, grad_out, loss_shape, grad_shape, dtype,
                   inputs, logits_arrays):
-    """Validates out / grad_out; returns them (None when not given).
+    """Validates out / grad_out; returns plain-ndarray views of them (None when not
+    given), which the kernels write through.
 
     inputs: the arrays (user's and converted) that no buffer may overlap.
     logits_arrays: (user's logits, converted logits); grad_out may be exactly the
@@ -159,11 +227,12 @@ def check_outputs(reduction, return_grad, out, grad_out, loss_shape, grad_shape,
     if out is not None:
         if reduction != "none":
             raise ValueError(f"out is only used with reduction='none', not {reduction!r}")
-        check_buffer(out, "out", loss_shape, dtype, inputs + [user_logits, logits_c])
+        out = check_buffer(out, "out", loss_shape, dtype, inputs + [user_logits, logits_c])
     if grad_out is not None:
         if not return_grad:
             raise ValueError("grad_out was given but return_grad is False")
-        check_buffer(grad_out, "grad_out", grad_shape, dtype, inputs, allowed=logits_c)
+        grad_out = check_buffer(grad_out, "grad_out", grad_shape, dtype, inputs,
+                                allowed=logits_c)
         if user_logits is not logits_c and np.may_share_memory(grad_out, user_logits):
             raise ValueError("grad_out overlaps the logits but the logits are not a "
                              "C-contiguous array of the compute dtype, so they cannot be "
@@ -195,18 +264,44 @@ def bcast_descriptor(w, shape, name):
         k = flags.index(False)
         if not any(flags[k:]) and all(flags[:k]):  # varies over a leading block only
             return (w.reshape(-1), math.prod(s for s, _ in dims[k:]), 1, 0)
-    full = np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1)
-    return (full, n, 0, 1)
+    return general_descriptor(w, shape)
+
+
+def general_descriptor(w, shape):
+    """(w, shape, strides) read in place through strides (0 along broadcast axes, in
+    elements), with size-1 axes dropped and adjacent axes merged where the strides
+    allow, so the kernel walks as few axes as possible."""
+    view = np.broadcast_to(w, shape)
+    item = w.itemsize
+    dims = [(s, st // item) for s, st in zip(view.shape, view.strides) if s != 1]
+    merged = []
+    for s, st in dims:
+        if merged and merged[-1][1] == s * st:
+            # the previous axis steps over exactly this whole axis: one axis
+            ps, _ = merged.pop()
+            merged.append((ps * s, st))
+        else:
+            merged.append((s, st))
+    if not merged:
+        merged = [(1, 0)]
+    return (w, tuple(s for s, _ in merged), tuple(st for _, st in merged))
+
+
+def broadcast_to_shape(wshape, shape):
+    """Whether an array of wshape broadcasts to exactly `shape` (NumPy's rules, any
+    number of dimensions; np.broadcast_shapes stops at 32 arguments' worth)."""
+    if len(wshape) > len(shape):
+        return False
+    for a, b in zip(reversed(wshape), reversed(shape)):
+        if a != 1 and a != b:
+            return False
+    return True
 
 
 def broadcast_weight(w, shape, dtype, name):
     """Checks that weight-like `w` broadcasts to `shape`; returns (converted, descriptor)."""
     a = as_numeric(w, name)
-    try:
-        ok = a.ndim <= len(shape) and np.broadcast_shapes(a.shape, shape) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    if not broadcast_to_shape(a.shape, tuple(shape)):
         raise ValueError(f"{name} of shape {a.shape} cannot be broadcast to the input "
                          f"shape {tuple(shape)}")
     c = contiguous(a, dtype)

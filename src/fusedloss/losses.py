@@ -18,6 +18,8 @@ from ._validate import (
     contiguous,
     finite_param,
     int_param,
+    param_in_dtype,
+    to_array,
 )
 
 __all__ = [
@@ -32,10 +34,16 @@ _INT64_MAX = np.iinfo(np.int64).max
 _I64 = np.dtype(np.int64)
 
 
-def _finish(reduction, total, denom, dtype, out, return_grad, grad):
-    """Turns the kernel's summed loss into the returned value."""
+def _finish(reduction, total, denom, dtype, out, return_grad, grad, user_out=None,
+            user_grad=None):
+    """Turns the kernel's summed loss into the returned value.  The caller's own
+    out / grad_out objects (user_out, user_grad) are returned when given."""
     if reduction == "mean" and denom == 0 and grad is not None:
         grad.fill(0)  # a mean over nothing has a zero gradient, even for non-finite logits
+    if user_out is not None:
+        out = user_out
+    if user_grad is not None:
+        grad = user_grad
     if reduction == "none":
         loss = out
     elif reduction == "sum":
@@ -115,18 +123,18 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
     if x.ndim == 0:
         raise ValueError("logits must have at least one dimension (classes are the last axis)")
     n_classes = x.shape[-1]
-    if n_classes == 0:
-        raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
-    dtype = compute_dtype(x.dtype)
     batch_shape = x.shape[:-1]
     n_rows = math.prod(batch_shape)
+    if n_classes == 0 and n_rows != 0:
+        raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
+    dtype = compute_dtype(x.dtype)
     eps = finite_param(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
     ignore_index = int_param(ignore_index, "ignore_index")
     threads = resolve_threads(n_threads)
 
-    t = np.asarray(target)
+    t = to_array(target, "target")
     kind = t.dtype.kind
     if kind == "b":
         raise TypeError("target must be integer class indices or floating probabilities, "
@@ -160,23 +168,28 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
 
     tc = _index_targets(t, batch_shape, n_classes) if not probs else contiguous(t, dtype)
     xc = contiguous(x, dtype)
+    user_out, user_grad = out, grad_out
     out, grad_out = check_outputs(reduction, return_grad, out, grad_out, batch_shape, x.shape,
                                   dtype, [t, tc, w_user, w], (x, xc))
 
     loss_out = _alloc(batch_shape, dtype, out, reduction == "none")
     grad = _alloc(x.shape, dtype, grad_out, return_grad)
-    if probs:
+    if n_classes == 0:  # an empty batch without classes: nothing to compute
+        denom, total = 0.0, 0.0
+    elif probs:
         denom = float(n_rows)
         total = _kernels.ce_prob(xc, tc, n_rows, n_classes, w, eps,
                                  _mean_scale(reduction, denom), loss_out, grad, threads)
     else:
-        # The indices are checked in the same call, before the kernel writes.
-        bad, denom, total = _kernels.ce_index_checked(xc, tc, n_rows, n_classes, w,
-                                                      ignore_index, eps, reduction == "mean",
-                                                      loss_out, grad, threads)
+        # The indices are checked in the same call, before the kernel writes; an index
+        # that another thread made invalid while the kernel ran is reported after it.
+        bad, value, denom, total = _kernels.ce_index_checked(
+            xc, tc, n_rows, n_classes, w, ignore_index, eps, reduction == "mean", loss_out,
+            grad, threads)
         if bad >= 0:
-            _raise_index(t, bad, int(tc.reshape(-1)[bad]), n_classes)
-    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad)
+            _raise_index(t, bad, value, n_classes)
+    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad, user_out,
+                   user_grad)
 
 
 # --------------------------------------------------------------------------
@@ -199,13 +212,15 @@ def _elementwise_run(x, t, dtype, reduction, return_grad, out, grad_out, extra_i
     """Validates the buffers, runs `call(xc, tc, scale, loss_out, grad)`, reduces."""
     xc = contiguous(x, dtype)
     tc = contiguous(t, dtype)
+    user_out, user_grad = out, grad_out
     out, grad_out = check_outputs(reduction, return_grad, out, grad_out, x.shape, x.shape,
                                   dtype, [t, tc] + extra_inputs, (x, xc))
     denom = float(x.size)
     loss_out = _alloc(x.shape, dtype, out, reduction == "none")
     grad = _alloc(x.shape, dtype, grad_out, return_grad)
     total = call(xc, tc, _mean_scale(reduction, denom), loss_out, grad)
-    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad)
+    return _finish(reduction, total, denom, dtype, loss_out, return_grad, grad, user_out,
+                   user_grad)
 
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
@@ -258,6 +273,8 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
         if r is not NotImplemented:
             return r
     x, t, dtype = _elementwise_inputs(logits, target, ("logits", "target"))
+    param_in_dtype(alpha, dtype, "alpha")
+    param_in_dtype(gamma, dtype, "gamma")
     threads = resolve_threads(n_threads)
 
     def call(xc, tc, scale, loss_out, grad):
@@ -281,6 +298,7 @@ def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
         if r is not NotImplemented:
             return r
     x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
+    param_in_dtype(delta, dtype, "delta", scale_like=True)
     threads = resolve_threads(n_threads)
 
     def call(xc, tc, scale, loss_out, grad):
@@ -303,6 +321,7 @@ def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=Fal
         if r is not NotImplemented:
             return r
     x, t, dtype = _elementwise_inputs(input, target, ("input", "target"))
+    param_in_dtype(beta, dtype, "beta", scale_like=True)
     threads = resolve_threads(n_threads)
 
     def call(xc, tc, scale, loss_out, grad):

@@ -381,7 +381,12 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
         p, p_neg = _sigmoid_pair(z)                       # sigmoid(x), sigmoid(-x)
         ce = t * _softplus(-z) + (1.0 - t) * _softplus(z)
         q = p * (1.0 - t) + p_neg * t                     # 1 - p_t, without cancellation
-        modulator = q ** gamma                            # q**0 == 1, also for q == 0
+        # log q from the side that keeps its precision: near q = 1 it is log1p(-(1 - q)),
+        # 1 - q = p t + sigmoid(-x) (1 - t) from the accurate sigmoids, which matters for a
+        # huge gamma (q rounds to 1 but q**gamma does not)
+        one_minus_q = p * t + p_neg * (1.0 - t)
+        log_q = np.where(one_minus_q <= 0.5, np.log1p(-one_minus_q), np.log(q))
+        modulator = np.exp(gamma * log_q) if gamma != 0 else np.ones_like(q)  # q**0 == 1
         a_t = alpha * t + (1.0 - alpha) * (1.0 - t) if alpha >= 0 else 1.0
         losses = a_t * ce * modulator
         grad = None
@@ -391,7 +396,10 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
             if gamma != 0:
                 # p (1 - p) / q lies in [0, 1] for targets in [0, 1]; divide before multiplying.
                 ratio = p * p_neg / q
-                focus = gamma * ce * modulator * ratio * (1.0 - 2.0 * t)
+                # gamma q**gamma, in log-space: no overflow (it is at most gamma) and no
+                # early underflow of q**gamma for a huge gamma
+                g_mod = np.exp(gamma * log_q + np.log(gamma))
+                focus = g_mod * ratio * ce * (1.0 - 2.0 * t)
                 grad = grad + np.where((q == 0) | (ratio == 0), 0.0, focus)
             grad = a_t * grad
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
