@@ -468,3 +468,17 @@ def test_parameter_limits_are_checked_on_the_fast_path_too():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_float32_sum_beyond_range_is_inf_without_a_warning(fast):
+    import warnings
+    x = np.full((4, 4), 3e38, np.float32)
+    t = np.zeros((4, 4), np.float32)
+    kw = {} if fast else {"weight": np.ones(4, np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fl.binary_cross_entropy_with_logits(x, t, reduction="sum", **kw) == np.inf
+        w = np.full(4, 3e38, np.float32)
+        assert CE(np.zeros((4, 4), np.float32), np.arange(4), weight=w,
+                  reduction="sum") == np.inf

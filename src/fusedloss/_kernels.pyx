@@ -345,7 +345,8 @@ cdef object _fast_result(int red, double total, double denom, int tn, object los
     else:
         if red == 0:
             total = total / denom if denom != 0 else float("nan")
-        loss = _np_f32(total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
+        # a C cast: beyond float32's range it is inf without a NumPy warning
+        loss = _np_f32(<float>total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
     return (loss, grad) if return_grad else loss
 
 

@@ -46,10 +46,10 @@ def _finish(reduction, total, denom, dtype, out, return_grad, grad, user_out=Non
         grad = user_grad
     if reduction == "none":
         loss = out
-    elif reduction == "sum":
-        loss = dtype.type(total)
     else:
-        loss = dtype.type(total / denom) if denom != 0 else dtype.type(np.nan)
+        value = total if reduction == "sum" else (total / denom if denom != 0 else np.nan)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, silently
+            loss = dtype.type(value)
     return (loss, grad) if return_grad else loss
 
 
