@@ -137,7 +137,10 @@ static fl_interrupt_fn fl_hook_get(void)
 static double fl_now(void)
 {
 #ifdef _WIN32
-    return (double)GetTickCount64() * 1e-3;
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (double)t.QuadPart / (double)f.QuadPart;
 #else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
