@@ -4,9 +4,9 @@
  * checker, cross-entropy with indices or probabilities, BCE with broadcast
  * weights in the simple or the general form, focal, Huber, smooth-L1), or a
  * sequence of introspection calls (fl_target_*, fl_compiler); a precision, a
- * SIMD target, sizes
- * (rows <= 64, classes <= 64; a "big" mode tiles the values up to 64K
- * elements so that helper threads start), options (loss_out, gradient, in
+ * SIMD target, sizes (rows <= 64, classes <= 64; a "big" mode tiles the
+ * values and class indices up to 64K elements so that helper threads start
+ * and calls have several segments), options (loss_out, gradient, in
  * place, weights, parameters) and the values (a byte per value: ordinary
  * numbers, or NaN, infinities, huge, tiny, subnormal, -0.0, or raw bits).
  * Every buffer is malloc'ed at its exact size, so AddressSanitizer reports any
@@ -559,13 +559,17 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
             double wmax = c->bw_buf ? max_abs(c->bw_buf, f32, (fl_index)c->bw_len) : 1.0;
             double pmax = c->bpw_buf ? max_abs(c->bpw_buf, f32, (fl_index)c->bpw_len) : 1.0;
             double tmax = max_abs(c->t, f32, n);
-            /* |grad| <= |w| (|1 - t| + |pw t|) */
+            /* |grad| <= |w| (|1 - t| + |pw t|), and the bracket itself must not
+             * overflow: a zero weight times an infinite bracket is NaN (e.g.
+             * t = 3.4e38 with pw = -11 in float32) */
+            wmax = wmax > 1.0 ? wmax : 1.0;
             expect_finite = all_finite(c->t, f32, n) && wmax * (1.0 + tmax + pmax * tmax) < big &&
                             (!c->bw_buf || all_finite(c->bw_buf, f32, (fl_index)c->bw_len)) &&
                             (!c->bpw_buf || all_finite(c->bpw_buf, f32, (fl_index)c->bpw_len));
         } else if (c->kernel == K_CE_INDEX || c->kernel == K_CE_PROB) {
             double wmax = c->w ? max_abs(c->w, f32, c->C) : 1.0;
             double tmax = c->kernel == K_CE_PROB ? max_abs(c->t, f32, n) : 1.0;
+            wmax = wmax > 1.0 ? wmax : 1.0; /* as for BCE */
             expect_finite = (!c->w || all_finite(c->w, f32, c->C)) &&
                             (c->kernel != K_CE_PROB || all_finite(c->t, f32, n)) &&
                             wmax * (1.0 + tmax) * (double)c->C * 4.0 < big;
@@ -773,6 +777,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const int64_t far[] = {-1, -2, INT64_MIN, INT64_MAX, INT64_MIN + 1,
                                       (int64_t)1 << 40, -((int64_t)1 << 40)};
         for (fl_index i = 0; i < c.rows; ++i) {
+            /* tiled like the values in big mode, so bad rows reach the later
+             * segments (and helper threads) too */
+            if (big && r.i >= r.n)
+                r.i = start;
             unsigned v = rd_byte(&r);
             /* mostly valid; sometimes the ignore index, just out of range
              * (C .. C + 7), far out of range, or any 64-bit value */

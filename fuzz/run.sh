@@ -22,7 +22,7 @@ build=${FL_FUZZ_BUILD:-$(mktemp -d)}
 corpus=${FL_FUZZ_CORPUS:-$build/corpus}
 mkdir -p "$build" "$corpus"
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-flags=(-std=c99 -O2 -g -Wall -Wextra -fno-math-errno -fno-trapping-math "-I$src" "${san[@]}")
+flags=(-std=c99 -O2 -g -Wall -Wextra -Werror -fno-math-errno -fno-trapping-math "-I$src" "${san[@]}")
 machine=$("$cc" -dumpmachine 2>/dev/null || uname -m)
 targets=${FL_TARGETS:-}
 if [ -z "$targets" ]; then
@@ -67,9 +67,18 @@ if [ -z "$(ls -A "$corpus")" ]; then
         done
     done
 fi
+# The fuzzer's own exit status decides (non-zero: a crash, a sanitizer report
+# or a failed check; the input is saved under $build/crash-*).  Read it from
+# PIPESTATUS right after the pipeline: with pipefail, a "|| true" would run
+# and reset PIPESTATUS to its own 0, so a crash would pass.
+set +e
 "$build/fuzz_kernels" -max_total_time="${FL_FUZZ_TIME:-60}" -max_len=4096 -len_control=10 -timeout=30 \
     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$build/" "$corpus" 2>&1 |
-    tee "$build/fuzz.log" | grep -E "^#[0-9]+ +(INITED|DONE|pulse)|^stat::|ERROR|SUMMARY|fuzz_kernels:|Done" || true
+    tee "$build/fuzz.log" | grep -E "^#[0-9]+ +(INITED|DONE|pulse)|^stat::|ERROR|SUMMARY|fuzz_kernels:|Done"
 status=${PIPESTATUS[0]}
+set -e
 echo "fuzz log: $build/fuzz.log (corpus $corpus)"
+if [ "$status" -ne 0 ]; then
+    echo "fuzzing FAILED (exit $status): $(ls "$build"/crash-* "$build"/timeout-* "$build"/oom-* 2>/dev/null | tr '\n' ' ')"
+fi
 exit "$status"

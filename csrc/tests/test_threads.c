@@ -547,10 +547,12 @@ static int race_is_bad_value(int64_t v, fl_index C)
 }
 
 /* The value of flipped row r in the writer's pass p: valid (3 in 8), the
- * ignore index (1 in 8), or invalid (4 in 8). */
+ * ignore index (1 in 8), or invalid (4 in 8).  The phase steps by one every
+ * 4 rows, so in every pass the rows r % 4 == 1 that are not hot (see the
+ * writer) hold invalid indices, whichever pass the array is left in. */
 static int64_t race_value(fl_index r, unsigned long p, fl_index C)
 {
-    const unsigned k = (unsigned)((r + (fl_index)(p % 8)) % 8);
+    const unsigned k = (unsigned)((r / 4 + (fl_index)(p % 8)) % 8);
     return k < 3 ? race_valid(r, C) : k == 3 ? IGNORE_INDEX : race_bad((int)(k + r / 8), C);
 }
 
@@ -561,11 +563,19 @@ static int64_t race_value(fl_index r, unsigned long p, fl_index C)
 RACE_NOINLINE static void *fl_test_racing_writer(void *arg)
 {
     race_shared *sh = (race_shared *)arg;
+    /* about 32 "hot" rows (flipped ones, spread over the array) change every
+     * few tens of nanoseconds, so that a kernel that read an index twice
+     * would soon see two different values; the other flipped rows change once
+     * per pass */
+    const fl_index hot_step = 4 * (sh->R / 128 > 1 ? sh->R / 128 : 1);
     unsigned long pass = 1;
     while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
         for (fl_index r = 0; r < sh->R; ++r)
             if (race_flipped(r))
                 __atomic_store_n(&sh->t[r], race_value(r, pass, sh->C), __ATOMIC_RELAXED);
+        for (unsigned long k = 0; k < 256; ++k)
+            for (fl_index r = 1; r < sh->R; r += hot_step)
+                __atomic_store_n(&sh->t[r], race_value(r, pass + k, sh->C), __ATOMIC_RELAXED);
         ++pass;
     }
     sh->passes = pass;
