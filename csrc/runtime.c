@@ -39,6 +39,7 @@
 #include <fenv.h>
 #include <math.h>
 #include <time.h>
+#include <string.h>
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -112,26 +113,26 @@ static void fl_segment_bounds(fl_index n, fl_index n_seg, fl_index s, fl_index *
 #define FL_STORE_PTR(p, v) ((p) = (v))
 #endif
 
-typedef struct {
-    fl_interrupt_fn fn;
-} fl_hook_box;
-static fl_hook_box fl_hook_none = {NULL};
-static fl_hook_box fl_hook_slots[2];
-static fl_hook_box *fl_hook = &fl_hook_none;
+/* The hook: the pointer itself is the atomic object, so a reader always sees
+ * a whole old or new value, however often it is set.  It is kept as a data
+ * pointer (copied with memcpy), which has the function pointer's size and
+ * representation on every platform this builds for (POSIX requires it, and
+ * Windows has it). */
+static void *volatile fl_hook_ptr = NULL;
 
 void fl_set_interrupt_hook(fl_interrupt_fn fn)
 {
-    /* Two slots so that a reader never sees a half-written box; the pointer
-     * swap is the only shared write.  Meant to be called once, at import. */
-    fl_hook_box *cur = (fl_hook_box *)FL_LOAD_PTR(fl_hook);
-    fl_hook_box *next = cur == &fl_hook_slots[0] ? &fl_hook_slots[1] : &fl_hook_slots[0];
-    next->fn = fn;
-    FL_STORE_PTR(fl_hook, next);
+    void *p;
+    memcpy(&p, &fn, sizeof p);
+    FL_STORE_PTR(fl_hook_ptr, p);
 }
 
 static fl_interrupt_fn fl_hook_get(void)
 {
-    return ((fl_hook_box *)FL_LOAD_PTR(fl_hook))->fn;
+    void *p = (void *)FL_LOAD_PTR(fl_hook_ptr);
+    fl_interrupt_fn fn;
+    memcpy(&fn, &p, sizeof fn);
+    return fn;
 }
 
 static double fl_now(void)
