@@ -752,6 +752,30 @@ static void test_bcast_general(int quick)
     printf("bcast general form (checks: %d ok, %d failing)\n", n_pass - pass0, n_fail - fail0);
 }
 
+/* No classes: every index but ignore_index is out of range, as
+ * fl_ce_check_targets says; those rows are NaN and reported. */
+static void test_ce_no_classes(void)
+{
+    const int64_t t[4] = {-100, 5, 0, -100};
+    double loss[4] = {7, 7, 7, 7};
+    fl_index bad = 7;
+    int64_t val = 0;
+    double denom = 0;
+    const double s = fl_ce_index_f64(NULL, t, 4, 0, NULL, -100, 0.0, 1.0, loss, NULL, 1, &bad,
+                                     &val);
+    check(isnan(s), "no classes: sum NaN", s, NAN);
+    check(bad == 1 && val == 5, "no classes: first bad row", (double)bad, 1);
+    check(loss[0] == 0 && isnan(loss[1]) && isnan(loss[2]) && loss[3] == 0,
+          "no classes: per-row losses", loss[1], NAN);
+    check(fl_ce_check_targets_f64(t, 4, 0, -100, NULL, &denom) == 1,
+          "no classes: check agrees", 1, 1);
+    const int64_t ign[2] = {-100, -100};
+    bad = 7;
+    const double s2 = fl_ce_index_f64(NULL, ign, 2, 0, NULL, -100, 0.0, 1.0, NULL, NULL, 1, &bad,
+                                      NULL);
+    check(s2 == 0 && bad == -1, "no classes, all ignored: 0, nothing bad", s2, 0);
+}
+
 int main(int argc, char **argv)
 {
     /* FL_FORCE_TARGET selects a SIMD target (set by run.sh, one run per target). */
@@ -779,6 +803,7 @@ int main(int argc, char **argv)
     test_finite_differences("smooth_l1", f_sl1);
     test_ce_bad_indices(quick);
     test_bcast_general(quick);
+    test_ce_no_classes();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }
