@@ -443,6 +443,8 @@ def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint
 
 def index_message(target, Py_ssize_t pos, value, Py_ssize_t n_classes):
     """'target[i, j] = v is out of range for C classes', from the real shape."""
+    if not cnp.PyArray_Check(target):
+        raise TypeError("target must be a numpy.ndarray")
     cdef cnp.ndarray t = <cnp.ndarray>target
     cdef int nd = cnp.PyArray_NDIM(t), i
     cdef list where = []
@@ -509,13 +511,7 @@ def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
         loss_out = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
     if red == 0:
         scale = 1.0 / <double>n if n > 0 else 0.0
-    nob.ptr = NULL
-    nob.cols = 1
-    nob.rs = 0
-    nob.cs = 0
-    nob.ndim = 0
-    nob.shape = NULL
-    nob.stride = NULL
+    nob = _bcast(None, tn, n, "weight", NULL, NULL)  # no weights
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *tp = cnp.PyArray_DATA(t)
     cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)

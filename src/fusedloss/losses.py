@@ -94,9 +94,7 @@ def _index_targets(target, batch_shape, n_classes):
 
 
 def _raise_index(target, pos, value, n_classes):
-    where = np.unravel_index(pos, target.shape) if target.ndim else ()
-    label = "target" if not where else "target[" + ", ".join(str(int(i)) for i in where) + "]"
-    raise IndexError(f"{label} = {value} is out of range for {n_classes} classes")
+    raise IndexError(_kernels.index_message(target, pos, value, n_classes))
 
 
 def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
