@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "fusedloss.h"
+#include "tests/legacy_api.h"
 
 #include <pthread.h>
 #include <stdio.h>

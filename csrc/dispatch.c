@@ -27,37 +27,21 @@
 #undef FL_HAVE_AVX512
 #endif
 
-/* One table entry per kernel, with the precise pointer types. */
-#define FL_TABLE_MEMBERS(T, S)                                                               \
-    fl_index (*ce_check_targets_##S)(const int64_t *, fl_index, fl_index, int64_t, const T *, \
-                                     double *);                                             \
-    double (*ce_index_##S)(const T *, const int64_t *, fl_index, fl_index, const T *,        \
-                           int64_t, double, double, T *, T *, int, fl_index *, int64_t *);  \
-    double (*ce_prob_##S)(const T *, const T *, fl_index, fl_index, const T *, double,       \
-                          double, T *, T *, int);                                           \
-    double (*bce_##S)(const T *, const T *, fl_index, fl_bcast, fl_bcast, double, T *, T *,  \
-                      int);                                                                 \
-    double (*focal_##S)(const T *, const T *, fl_index, double, double, double, T *, T *,    \
-                        int);                                                               \
-    double (*huber_##S)(const T *, const T *, fl_index, double, double, T *, T *, int);      \
-    double (*smooth_l1_##S)(const T *, const T *, fl_index, double, double, T *, T *, int);
-
+/* A target's kernels by id and precision ([0] float64, [1] float32), filled
+ * by name from losses.def: a kernel cannot land in another's slot. */
+typedef int (*fl_kernel_fn)(const fl_args *, fl_result *);
 typedef struct {
     const char *name;
-    FL_TABLE_MEMBERS(float, f32)
-    FL_TABLE_MEMBERS(double, f64)
+    fl_kernel_fn k[FL_N_LOSSES][2];
 } fl_table;
 
-#define FL_TABLE_ENTRIES(S, TGT)                                                             \
-    fl_ce_check_targets_##S##_##TGT, fl_ce_index_##S##_##TGT, fl_ce_prob_##S##_##TGT,        \
-        fl_bce_##S##_##TGT, fl_focal_##S##_##TGT, fl_huber_##S##_##TGT,                      \
-        fl_smooth_l1_##S##_##TGT
-
+#define FL_TARGET_DECLARE(TGT, name)                                                         \
+    int fl_##name##_f32_##TGT(const fl_args *, fl_result *);                                 \
+    int fl_##name##_f64_##TGT(const fl_args *, fl_result *);
+#define FL_TARGET_ENTRY(TGT, name) [FL_ID_##name] = {fl_##name##_f64_##TGT, fl_##name##_f32_##TGT},
 #define FL_TARGET_TABLE(TGT)                                                                 \
-    FL_DECLARE_KERNELS(float, f32_##TGT)                                                     \
-    FL_DECLARE_KERNELS(double, f64_##TGT)                                                    \
-    static const fl_table fl_table_##TGT = {#TGT, FL_TABLE_ENTRIES(f32, TGT),                \
-                                            FL_TABLE_ENTRIES(f64, TGT)};
+    FL_LOSSES(FL_TARGET_DECLARE, TGT)                                                        \
+    static const fl_table fl_table_##TGT = {#TGT, {FL_LOSSES(FL_TARGET_ENTRY, TGT)}};
 
 FL_TARGET_TABLE(baseline)
 #ifdef FL_HAVE_AVX2
@@ -238,57 +222,30 @@ const char *fl_target_supported(void) { return fl_target_lists[fl_best_index()];
 
 /* ---- the public entry points ------------------------------------------- */
 
-#define FL_FORWARD(T, S)                                                                     \
-    fl_index fl_ce_check_targets_##S(const int64_t *target, fl_index n_rows,                 \
-                                     fl_index n_classes, int64_t ignore_index,              \
-                                     const T *weight, double *denom)                        \
-    {                                                                                        \
-        return fl_get()->ce_check_targets_##S(target, n_rows, n_classes, ignore_index,      \
-                                              weight, denom);                               \
-    }                                                                                        \
-    double fl_ce_index_##S(const T *logits, const int64_t *target, fl_index n_rows,          \
-                           fl_index n_classes, const T *weight, int64_t ignore_index,       \
-                           double label_smoothing, double grad_scale, T *loss_out, T *grad, \
-                           int n_threads, fl_index *bad_pos, int64_t *bad_value)            \
-    {                                                                                        \
-        return fl_get()->ce_index_##S(logits, target, n_rows, n_classes, weight,            \
-                                      ignore_index, label_smoothing, grad_scale, loss_out,  \
-                                      grad, n_threads, bad_pos, bad_value);                 \
-    }                                                                                        \
-    double fl_ce_prob_##S(const T *logits, const T *target, fl_index n_rows,                 \
-                          fl_index n_classes, const T *weight, double label_smoothing,      \
-                          double grad_scale, T *loss_out, T *grad, int n_threads)           \
-    {                                                                                        \
-        return fl_get()->ce_prob_##S(logits, target, n_rows, n_classes, weight,             \
-                                     label_smoothing, grad_scale, loss_out, grad,           \
-                                     n_threads);                                            \
-    }                                                                                        \
-    double fl_bce_##S(const T *logits, const T *target, fl_index n, fl_bcast weight,         \
-                      fl_bcast pos_weight, double grad_scale, T *loss_out, T *grad,         \
-                      int n_threads)                                                        \
-    {                                                                                        \
-        return fl_get()->bce_##S(logits, target, n, weight, pos_weight, grad_scale,         \
-                                 loss_out, grad, n_threads);                                \
-    }                                                                                        \
-    double fl_focal_##S(const T *logits, const T *target, fl_index n, double alpha,          \
-                        double gamma, double grad_scale, T *loss_out, T *grad,              \
-                        int n_threads)                                                      \
-    {                                                                                        \
-        return fl_get()->focal_##S(logits, target, n, alpha, gamma, grad_scale, loss_out,   \
-                                   grad, n_threads);                                        \
-    }                                                                                        \
-    double fl_huber_##S(const T *input, const T *target, fl_index n, double delta,           \
-                        double grad_scale, T *loss_out, T *grad, int n_threads)             \
-    {                                                                                        \
-        return fl_get()->huber_##S(input, target, n, delta, grad_scale, loss_out, grad,     \
-                                   n_threads);                                              \
-    }                                                                                        \
-    double fl_smooth_l1_##S(const T *input, const T *target, fl_index n, double beta,        \
-                            double grad_scale, T *loss_out, T *grad, int n_threads)         \
-    {                                                                                        \
-        return fl_get()->smooth_l1_##S(input, target, n, beta, grad_scale, loss_out, grad,  \
-                                       n_threads);                                          \
+int fl_run(int id, int f32, const fl_args *args, fl_result *result)
+{
+    if (id < 0 || id >= FL_N_LOSSES) {
+        memset(result, 0, sizeof *result);
+        result->bad_pos = -1;
+        return FL_E_UNKNOWN;
     }
+    return fl_get()->k[id][f32 != 0](args, result);
+}
 
-FL_FORWARD(float, f32)
-FL_FORWARD(double, f64)
+#define FL_NAME_STRING(arg, name) #name,
+static const char *const fl_loss_names[] = {FL_LOSSES(FL_NAME_STRING, ~)};
+
+const char *fl_loss_name(int id)
+{
+    return id >= 0 && id < FL_N_LOSSES ? fl_loss_names[id] : NULL;
+}
+
+#define FL_FORWARD(S, name)                                                                  \
+    int fl_##name##_##S(const fl_args *args, fl_result *result)                              \
+    {                                                                                        \
+        return fl_run(FL_ID_##name, FL_IS_##S, args, result);                                \
+    }
+#define FL_IS_f32 1
+#define FL_IS_f64 0
+FL_LOSSES(FL_FORWARD, f32)
+FL_LOSSES(FL_FORWARD, f64)

@@ -13,7 +13,7 @@
 #endif
 
 /* exp(-|x|), the building block of the stable sigmoid / softplus forms. */
-static inline FL_T FL_SFX(exp_neg_abs)(FL_T x)
+FL_FORCE_INLINE FL_T FL_SFX(exp_neg_abs)(FL_T x)
 {
     FL_T a = x < 0 ? -x : x;
     return FL_EXP(-a);
@@ -46,7 +46,7 @@ static inline FL_T FL_SFX(relu_neg)(FL_T x) { return x < 0 ? -x : (FL_T)0; }
  * no special cases; max error 1.7 ulp (float32) and 1.3 ulp (float64),
  * largest near e = 1, and full relative accuracy for tiny e, where it returns
  * e - e^2/2 + ...  */
-static inline FL_T FL_SFX(log1p_unit)(FL_T e)
+FL_FORCE_INLINE FL_T FL_SFX(log1p_unit)(FL_T e)
 {
     /* Horner written out: a loop over a coefficient table keeps GCC from
      * vectorising the element loops this is inlined into. */

@@ -67,6 +67,17 @@
 #ifndef FL_VMATH_H
 #define FL_VMATH_H
 
+/* Forced inline: the element-wise loops vectorise only with these inlined,
+ * and a translation unit with many loss kernels exceeds the compiler's
+ * inlining heuristics. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_VM_INLINE static __forceinline
+#elif defined(__GNUC__) || defined(__clang__)
+#define FL_VM_INLINE static inline __attribute__((always_inline))
+#else
+#define FL_VM_INLINE static inline
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -125,7 +136,7 @@ static inline double fl__vm_from64(uint64_t u)
 #define FL__SHIFT_F 12582912.0f /* 1.5 * 2^23: x + S - S rounds x to an integer */
 #define FL__SHIFT_F_BITS 0x4b400000u
 
-static inline float fl_exp_f32(float x)
+FL_VM_INLINE float fl_exp_f32(float x)
 {
     float t, n, t1, r, r2, q, p1, e, p, s1, s2, y;
     uint32_t ut, ut1;
@@ -166,7 +177,7 @@ static inline float fl_exp_f32(float x)
 
 /* log(u) + c for a positive normal u with exponent offset kofs (u is the
  * argument scaled by 2^kofs); c must be tiny next to log(u)'s ulp scale. */
-static inline float fl__log_core_f32(float u, float kofs, float c)
+FL_VM_INLINE float fl__log_core_f32(float u, float kofs, float c)
 {
     uint32_t iu;
     float k, m, f, s, z, R, hfsq, lo;
@@ -187,7 +198,7 @@ static inline float fl__log_core_f32(float u, float kofs, float c)
     return FL__MADF(k, FL__LN2_HI_F, -((hfsq - lo) - f));
 }
 
-static inline float fl_log_f32(float x)
+FL_VM_INLINE float fl_log_f32(float x)
 {
     const float inf = fl__vm_from32(0x7f800000u);
     const float nan = fl__vm_from32(0x7fc00000u);
@@ -203,7 +214,7 @@ static inline float fl_log_f32(float x)
     return y;
 }
 
-static inline float fl_log1p_f32(float x)
+FL_VM_INLINE float fl_log1p_f32(float x)
 {
     const float inf = fl__vm_from32(0x7f800000u);
     const float nan = fl__vm_from32(0x7fc00000u);
@@ -231,7 +242,7 @@ static inline float fl_log1p_f32(float x)
 #define FL__SHIFT_D 6755399441055744.0 /* 1.5 * 2^52 */
 #define FL__SHIFT_D_BITS UINT64_C(0x4338000000000000)
 
-static inline double fl_exp_f64(double x)
+FL_VM_INLINE double fl_exp_f64(double x)
 {
     double t, n, t1, r, r2, q, p1, e, p, s1, s2, y;
     uint64_t ut, ut1;
@@ -268,7 +279,7 @@ static inline double fl_exp_f64(double x)
     return y;
 }
 
-static inline double fl__log_core_f64(double u, double kofs, double c)
+FL_VM_INLINE double fl__log_core_f64(double u, double kofs, double c)
 {
     uint64_t iu;
     double k, m, f, s, z, z2, Ro, Re, hfsq, lo;
@@ -295,7 +306,7 @@ static inline double fl__log_core_f64(double u, double kofs, double c)
     return FL__MADD(k, FL__LN2_HI_D, -((hfsq - lo) - f));
 }
 
-static inline double fl_log_f64(double x)
+FL_VM_INLINE double fl_log_f64(double x)
 {
     const double inf = fl__vm_from64(UINT64_C(0x7ff0000000000000));
     const double nan = fl__vm_from64(UINT64_C(0x7ff8000000000000));
@@ -311,7 +322,7 @@ static inline double fl_log_f64(double x)
     return y;
 }
 
-static inline double fl_log1p_f64(double x)
+FL_VM_INLINE double fl_log1p_f64(double x)
 {
     const double inf = fl__vm_from64(UINT64_C(0x7ff0000000000000));
     const double nan = fl__vm_from64(UINT64_C(0x7ff8000000000000));

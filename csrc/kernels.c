@@ -1,9 +1,10 @@
-/* Instantiates every loss kernel for float32 and float64.
+/* Instantiates every loss kernel of losses.def for float32 and float64.
  *
  * The kernel bodies live in one .inc file per loss family and are written
  * once, generically over FL_T; this file includes them once per precision
- * with the matching libm functions.  Everything except the fl_* entry points
- * declared in fusedloss.h is static.
+ * with the matching libm functions.  Everything except the per-target entry
+ * points (fl_<name>_<precision>_<target>, reached through dispatch.c) is
+ * static.
  */
 #include "fusedloss.h"
 #include "runtime.h"
@@ -35,6 +36,13 @@
 #else
 #define FL_FORCE_INLINE static inline
 #endif
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_NOINLINE __declspec(noinline)
+#elif defined(__GNUC__) || defined(__clang__)
+#define FL_NOINLINE __attribute__((noinline))
+#else
+#define FL_NOINLINE
+#endif
 
 /* Accumulator lanes of the vectorised sums.  Fixed (not per target), so sums
  * are formed in the same order, and agree bitwise, on every SIMD target. */
@@ -55,6 +63,17 @@
 
 static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a : b; }
 
+/* The gradient factor of a call whose mean has denominator denom:
+ * grad_scale, over denom for a mean (0 for a mean over nothing).  The one
+ * place any kernel turns a reduction into a scale. */
+static double fl_grad_factor(const fl_args *a, double denom)
+{
+    const double s = a->grad_scale;
+    if (a->reduction != FL_REDUCE_MEAN)
+        return s;
+    return denom != 0 ? s / denom : 0.0;
+}
+
 /* ---- float32 ---------------------------------------------------------- */
 #define FL_T float
 #define FL_IS_F32 1
@@ -67,6 +86,7 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #include "fl_math.h"
 #include "fl_simd.h"
 #include "softmax_ce.inc"
+#include "elementwise.inc"
 #include "binary.inc"
 #include "regression.inc"
 #include "fl_simd_undef.h"
@@ -91,6 +111,7 @@ static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a :
 #include "fl_math.h"
 #include "fl_simd.h"
 #include "softmax_ce.inc"
+#include "elementwise.inc"
 #include "binary.inc"
 #include "regression.inc"
 #include "fl_simd_undef.h"

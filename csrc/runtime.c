@@ -94,7 +94,7 @@ static void fl_segment_bounds(fl_index n, fl_index n_seg, fl_index s, fl_index *
  * A long call must answer Ctrl-C.  The host (the Python module) registers a
  * hook; the thread that called fl_run_segments calls it between pieces of
  * work, at most every FL_POLL_SECONDS, and a non-zero answer stops the call:
- * no new piece starts on any thread, and fl_run_segments returns NaN.  What
+ * no new piece starts on any thread, and fl_run_segments returns 1 (acc[0] NaN).  What
  * the pieces already wrote stays written.  Pieces are sub-ranges of a segment
  * of at most FL_PIECE_ELEMS elements; a segment's sum is the sum of its
  * pieces' sums in order, so the result is still the same for every thread
@@ -181,7 +181,7 @@ typedef struct {
     fl_index n_seg;
     fl_index piece; /* units per piece */
     int parallel;   /* helpers run: the lock (or Interlocked state) is live */
-    double *results;
+    double (*results)[FL_NACC];
     fenv_t fenv; /* the caller's floating-point environment, for the helpers */
 #ifdef _WIN32
     volatile LONG next;
@@ -245,7 +245,8 @@ static void fl_set_stop(fl_job *job)
 static int fl_run_one(fl_job *job, fl_index s, fl_poll *poll)
 {
     fl_index begin, end, b;
-    double sum = 0.0;
+    double sum[FL_NACC] = {0.0};
+    int k;
     fl_segment_bounds(job->n_units, job->n_seg, s, &begin, &end);
     for (b = begin; b < end; b += job->piece) {
         const fl_index e = end - b > job->piece ? b + job->piece : end;
@@ -257,9 +258,16 @@ static int fl_run_one(fl_job *job, fl_index s, fl_poll *poll)
             if (!poll && fl_stopped(job))
                 return 1;
         }
-        sum += job->fn(job->ctx, b, e, (int)s);
+        {
+            /* each piece sums from zero; pieces are added in order */
+            double piece[FL_NACC] = {0.0};
+            job->fn(job->ctx, b, e, (int)s, piece);
+            for (k = 0; k < FL_NACC; ++k)
+                sum[k] += piece[k];
+        }
     }
-    job->results[s] = sum;
+    for (k = 0; k < FL_NACC; ++k)
+        job->results[s][k] = sum[k];
     return 0;
 }
 
@@ -366,14 +374,16 @@ static fl_index fl_thread_count(fl_index n_units, fl_index unit_cost, fl_index n
     return n;
 }
 
-double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
-                       int n_threads)
+int fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
+                    int n_threads, double *acc)
 {
-    double results[FL_MAX_SEGMENTS];
-    double total = 0.0;
+    double results[FL_MAX_SEGMENTS][FL_NACC];
     fl_index n_seg, s, n_use;
+    int k;
+    for (k = 0; k < FL_NACC; ++k)
+        acc[k] = 0.0;
     if (n_units <= 0)
-        return 0.0;
+        return 0;
     if (unit_cost < 1)
         unit_cost = 1;
     /* The partition: depends on n_units and unit_cost only.  The guard keeps
@@ -400,15 +410,19 @@ double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index u
     fl_poll_init(&poll);
     if (n_use <= 1) {
         for (s = 0; s < n_seg; ++s)
-            if (fl_run_one(&job, s, &poll) || (s + 1 < n_seg && fl_poll_stop(&poll)))
-                return NAN;
+            if (fl_run_one(&job, s, &poll) || (s + 1 < n_seg && fl_poll_stop(&poll))) {
+                acc[0] = NAN;
+                return 1;
+            }
     } else if (fl_run_parallel(&job, (int)(n_use - 1), &poll)) {
-        return NAN;
+        acc[0] = NAN;
+        return 1;
     }
     /* Same additions in the same order whichever path ran the segments. */
     for (s = 0; s < n_seg; ++s)
-        total += results[s];
-    return total;
+        for (k = 0; k < FL_NACC; ++k)
+            acc[k] += results[s][k];
+    return 0;
 }
 
 #define FL_STR_(x) #x

@@ -5,7 +5,7 @@
 
 #include "fusedloss.h"
 
-/* Sums fn(ctx, begin, end) over a partition of [0, n_units) into at most
+/* Sums fn(ctx, begin, end, seg, acc) over a partition of [0, n_units) into at most
  * FL_MAX_SEGMENTS contiguous segments.  The partition depends only on n_units
  * and unit_cost (elements per unit), and the segment sums are added in
  * segment order, so the result is the same for every n_threads.
@@ -19,9 +19,13 @@
 /* fn gets the segment's index (0 <= seg < FL_MAX_SEGMENTS) so it can keep
  * per-segment state; a segment may be run as several consecutive calls (its
  * pieces), all on one thread, in order.  A call stopped by the interrupt hook
- * (fl_set_interrupt_hook) returns NaN. */
-typedef double (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end, int seg);
-double fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
-                       int n_threads);
+ * (fl_set_interrupt_hook) makes it return 1. */
+/* fn adds its results into acc[0 .. FL_NACC), which is zeroed before each
+ * call; fl_run_segments adds them per segment, then the segments' vectors in
+ * segment order, into acc.  Returns 0, or 1 when the interrupt hook stopped
+ * the call (acc[0] is then NaN). */
+typedef void (*fl_segment_fn)(void *ctx, fl_index begin, fl_index end, int seg, double *acc);
+int fl_run_segments(fl_segment_fn fn, void *ctx, fl_index n_units, fl_index unit_cost,
+                    int n_threads, double *acc);
 
 #endif

@@ -36,6 +36,7 @@
  * and aborts, so libFuzzer saves the input as a crash reproducer.
  */
 #include "fusedloss.h"
+#include "tests/legacy_api.h"
 
 #include <float.h>
 #include <math.h>

@@ -417,12 +417,13 @@ def test_elementwise_fast_path_grad_in_place_over_target_rejected(fn):
     np.testing.assert_array_equal(store, before)
 
 
-def test_fast_path_refuses_what_it_cannot_handle():
-    """ce_index_fast returns NotImplemented (so the validating path decides) for
-    subclasses, read-only in-place logits, misaligned or byte-swapped arrays and
-    buffers that overlap the targets."""
+def test_the_one_path_handles_what_is_not_canonical():
+    """Arguments that are not canonical (subclasses, read-only in-place logits,
+    misaligned or byte-swapped arrays, buffers that overlap the targets) are each
+    converted or refused with a ValueError by the one call path, never used as they
+    are.  (Until the registry issue, a separate compiled fast path had to return
+    NotImplemented for these.)"""
     x, t = args_for(CE)
-    fast = _kernels.ce_index_fast
 
     class Sub(np.ndarray):
         pass
@@ -432,18 +433,27 @@ def test_fast_path_refuses_what_it_cannot_handle():
     g_over_t = np.zeros(20, np.int64)
     tt = g_over_t[:4]
     tt[...] = t
-    cases = [
-        (x.view(Sub), t, None), (x, t.view(Sub), None), (unaligned(x), t, None),
-        (x, unaligned(t), None), (x.astype(">f8"), t, None), (x, t.astype(">i8"), None),
-        (ro, t, ro), (x, tt, g_over_t.view(np.float64).reshape(4, 5)),
-        (x, t, x.copy().view(Sub)), (x, t, unaligned(x)), (x, t, x[:, ::-1]),
-    ]
-    for xx, tt_, g in cases:
-        assert fast(xx, tt_, -100, 0.0, "mean", True, g, 1) is NotImplemented
-    # and the public function handles each: same values, or ValueError for bad buffers
-    want = ref.softmax_cross_entropy(x, t)
-    for xx, tt_, g in cases[:6]:
-        assert CE(xx, tt_) == pytest.approx(want, rel=1e-12)
+    want_l, want_g = ref.softmax_cross_entropy(x, t, return_grad=True)
+    inputs = [(x.view(Sub), t), (x, t.view(Sub)), (unaligned(x), t), (x, unaligned(t)),
+              (x.astype(">f8"), t), (x, t.astype(">i8"))]
+    for xx, tt_ in inputs:
+        assert CE(xx, tt_) == pytest.approx(want_l, rel=1e-12)
+        loss, g = CE(xx, tt_, return_grad=True)
+        np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-15)
+    # buffers that cannot be written as they are: refused, nothing written
+    bad = [(ro, t, ro, "writable"),
+           (x, tt, g_over_t.view(np.float64).reshape(4, 5), "overlap"),
+           (x, t, unaligned(x), "aligned"), (x, t, x[:, ::-1], "C-contiguous")]
+    for xx, tt_, g, msg in bad:
+        before = np.array(g, copy=True)
+        with pytest.raises(ValueError, match=msg):
+            CE(xx, tt_, return_grad=True, grad_out=g)
+        np.testing.assert_array_equal(g, before)
+    # a subclass grad_out is written through its real buffer and returned as given
+    gs = np.zeros_like(x).view(Sub)
+    loss, g = CE(x, t, return_grad=True, grad_out=gs)
+    assert g is gs
+    np.testing.assert_allclose(np.asarray(gs), want_g, rtol=1e-12, atol=1e-15)
 
 
 def test_subclass_inputs_and_buffers():

@@ -10,6 +10,7 @@
  * Build and run: csrc/tests/run.sh (or any C99 compiler: see that script).
  */
 #include "fusedloss.h"
+#include "legacy_api.h"
 
 #include <math.h>
 #include <stdint.h>

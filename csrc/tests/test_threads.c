@@ -32,6 +32,7 @@
 #endif
 
 #include "fusedloss.h"
+#include "legacy_api.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -2,9 +2,9 @@
 import os
 import sys
 
+from ._kernels import MAX_THREADS as _MAX_THREADS
 from ._version import __version__
 
-_MAX_THREADS = 1024
 _num_threads = None  # set_num_threads(), else None
 _env_default = None  # FUSEDLOSS_NUM_THREADS / usable cores, read once on first use
 

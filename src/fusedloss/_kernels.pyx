@@ -1,13 +1,20 @@
 # cython: freethreading_compatible = True
-"""Thin bridge from validated NumPy arrays to the C kernels.
+"""The one path from Python to the C kernels.
 
-Every argument arriving here has already been checked by the Python layer
-(fusedloss.losses): arrays are C-contiguous, of the compute dtype, of the right
-shapes, and class indices are int64.  This module only takes raw pointers and
-calls the C core with the GIL released.
+Every public loss (made from the registry, fusedloss._registry) calls
+`elementwise` or `class_axis` here with its arguments as the user gave them.
+Each argument is checked once: what is already canonical (an exact ndarray of
+the compute dtype, C-contiguous, native, of the right shape; a plain float in
+range) is taken as it is, checked on the array's own C struct; anything else
+goes through fusedloss._validate, which converts it or raises the error
+message.  Then every buffer the kernel will touch is checked again on its C
+struct (type, dtype, layout, size, writability, aliasing), the call runs with
+the GIL released, and `_finish` makes the returned value.
 """
 cimport numpy as cnp
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 from cpython.exc cimport PyErr_Occurred
 
@@ -24,41 +31,44 @@ cdef extern from "fusedloss.h" nogil:
         const fl_index *shape
         const fl_index *stride
     enum: FL_BCAST_MAXDIM
-
-    fl_index fl_ce_check_targets_f32(const int64_t *t, fl_index n, fl_index C, int64_t ign,
-                                     const float *w, double *denom)
-    fl_index fl_ce_check_targets_f64(const int64_t *t, fl_index n, fl_index C, int64_t ign,
-                                     const double *w, double *denom)
-    double fl_ce_index_f32(const float *z, const int64_t *t, fl_index n, fl_index C,
-                           const float *w, int64_t ign, double eps, double scale,
-                           float *loss, float *grad, int n_threads, fl_index *bad_pos,
-                           int64_t *bad_value)
-    double fl_ce_index_f64(const double *z, const int64_t *t, fl_index n, fl_index C,
-                           const double *w, int64_t ign, double eps, double scale,
-                           double *loss, double *grad, int n_threads, fl_index *bad_pos,
-                           int64_t *bad_value)
-    double fl_ce_prob_f32(const float *z, const float *y, fl_index n, fl_index C,
-                          const float *w, double eps, double scale, float *loss, float *grad,
-                          int n_threads)
-    double fl_ce_prob_f64(const double *z, const double *y, fl_index n, fl_index C,
-                          const double *w, double eps, double scale, double *loss,
-                          double *grad, int n_threads)
-    double fl_bce_f32(const float *x, const float *t, fl_index n, fl_bcast w, fl_bcast pw,
-                      double scale, float *loss, float *grad, int n_threads)
-    double fl_bce_f64(const double *x, const double *t, fl_index n, fl_bcast w, fl_bcast pw,
-                      double scale, double *loss, double *grad, int n_threads)
-    double fl_focal_f32(const float *x, const float *t, fl_index n, double alpha, double gamma,
-                        double scale, float *loss, float *grad, int n_threads)
-    double fl_focal_f64(const double *x, const double *t, fl_index n, double alpha,
-                        double gamma, double scale, double *loss, double *grad, int n_threads)
-    double fl_huber_f32(const float *x, const float *t, fl_index n, double delta, double scale,
-                        float *loss, float *grad, int n_threads)
-    double fl_huber_f64(const double *x, const double *t, fl_index n, double delta,
-                        double scale, double *loss, double *grad, int n_threads)
-    double fl_smooth_l1_f32(const float *x, const float *t, fl_index n, double beta,
-                            double scale, float *loss, float *grad, int n_threads)
-    double fl_smooth_l1_f64(const double *x, const double *t, fl_index n, double beta,
-                            double scale, double *loss, double *grad, int n_threads)
+    enum: FL_MAX_THREADS
+    enum: FL_MAX_INPUTS
+    enum: FL_MAX_PARAMS
+    enum: FL_NACC
+    enum: FL_N_LOSSES
+    enum: FL_REDUCE_MEAN
+    enum: FL_REDUCE_SUM
+    enum: FL_REDUCE_NONE
+    enum: FL_OK
+    enum: FL_E_INDEX
+    enum: FL_E_INTERRUPTED
+    enum: FL_E_UNSUPPORTED
+    enum: FL_E_UNKNOWN
+    # array sizes as in fusedloss.h (FL_MAX_INPUTS, FL_MAX_PARAMS, FL_NACC):
+    # checked against the header at import
+    ctypedef struct fl_args:
+        fl_index n
+        fl_index n_classes
+        fl_index class_stride
+        const void *input[3]
+        const void *target
+        fl_bcast weight
+        fl_bcast weight2
+        int64_t ignore_index
+        double param[4]
+        double grad_scale
+        int reduction
+        int flags
+        int n_threads
+        void *loss_out
+        void *grad[3]
+        void *hess
+    ctypedef struct fl_result:
+        double acc[4]
+        fl_index bad_pos
+        int64_t bad_value
+    int fl_run(int id, int f32, const fl_args *args, fl_result *result)
+    const char *fl_loss_name(int id)
     ctypedef int (*fl_interrupt_fn)() noexcept nogil
     void fl_set_interrupt_hook(fl_interrupt_fn hook)
     const char *fl_compiler()
@@ -66,6 +76,25 @@ cdef extern from "fusedloss.h" nogil:
     const char *fl_target_selected()
     const char *fl_target_compiled()
     const char *fl_target_supported()
+
+if FL_MAX_INPUTS != 3 or FL_MAX_PARAMS != 4 or FL_NACC != 4:
+    raise ImportError("fusedloss._kernels was built against another fusedloss.h")
+
+#: The most threads a call uses (fusedloss.h's FL_MAX_THREADS).
+MAX_THREADS = FL_MAX_THREADS
+
+
+def kernel_names():
+    """The C kernels in losses.def order (a kernel's id is its position)."""
+    return [fl_loss_name(i).decode() for i in range(FL_N_LOSSES)]
+
+
+def kernel_id(str name):
+    """The id of the C kernel `name`; KeyError when losses.def has none."""
+    names = kernel_names()
+    if name not in names:
+        raise KeyError(f"no C kernel {name!r} in losses.def (have {', '.join(names)})")
+    return names.index(name)
 
 
 # ---------------------------------------------------------------------------
@@ -136,19 +165,6 @@ cdef void *_buf(object a, int tn, fl_index n, bint writable, str name) except? N
     return cnp.PyArray_DATA(arr)
 
 
-cdef inline int _ftype(object a, str name) except -1:
-    """NPY_FLOAT32 or NPY_FLOAT64 for a kernel's main input."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
-        raise TypeError(f"{name} must be float32 or float64")
-    return tn
-
-
-cdef inline fl_index _size(object a):
-    return cnp.PyArray_SIZE(<cnp.ndarray>a)
-
 cdef fl_bcast _bcast(object desc, int tn, fl_index n, str name, fl_index *shp,
                      fl_index *std) except *:
     """A broadcast descriptor -> fl_bcast, checked so that every index the kernel
@@ -209,12 +225,13 @@ cdef fl_bcast _bcast(object desc, int tn, fl_index n, str name, fl_index *shp,
     return b
 
 
-cdef int _check_outputs(object inputs, object loss_out, object grad, object inplace_of,
-                       ) except -1:
+cdef int _check_outputs(tuple inputs, object loss_out, object grad) except -1:
     """The aliasing rules of the C API, checked on the real buffers: loss_out
     overlaps nothing; grad overlaps nothing, except that it may be exactly
-    `inplace_of` (same start, same size)."""
+    inputs[0] (same start, same size: the gradient in place), provided no other
+    input shares that memory."""
     cdef object a
+    cdef Py_ssize_t i
     if loss_out is not None:
         for a in inputs:
             if a is not None and _overlap(<cnp.ndarray>loss_out, <cnp.ndarray>a):
@@ -222,10 +239,11 @@ cdef int _check_outputs(object inputs, object loss_out, object grad, object inpl
         if grad is not None and _overlap(<cnp.ndarray>loss_out, <cnp.ndarray>grad):
             raise ValueError("out and grad_out overlap")
     if grad is not None:
-        for a in inputs:
+        for i in range(len(inputs)):
+            a = inputs[i]
             if a is None or not _overlap(<cnp.ndarray>grad, <cnp.ndarray>a):
                 continue
-            if a is inplace_of and cnp.PyArray_DATA(<cnp.ndarray>grad) == \
+            if i == 0 and cnp.PyArray_DATA(<cnp.ndarray>grad) == \
                     cnp.PyArray_DATA(<cnp.ndarray>a) and \
                     cnp.PyArray_NBYTES(<cnp.ndarray>grad) == cnp.PyArray_NBYTES(<cnp.ndarray>a):
                 continue
@@ -233,212 +251,381 @@ cdef int _check_outputs(object inputs, object loss_out, object grad, object inpl
     return 0
 
 
-def ce_index_checked(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight,
-                     int64_t ignore_index, double eps, bint mean, loss_out, grad,
-                     int n_threads):
-    """Checks the class indices, then (only if all are valid) runs the kernel.
+cdef tuple _with_user(x, xu, t, tu, w, wu, p, pu):
+    """Every array a call reads, converted and as the user gave it (the converted
+    input first: the only one the gradient may overwrite, exactly).  A buffer
+    over the user's own input is refused even when the kernel reads a copy."""
+    cdef list extra = []
+    if xu is x and tu is t and wu is w and pu is p:
+        return (x, t, w, p)
+    if xu is not x:
+        extra.append(xu)
+    if tu is not t:
+        extra.append(tu)
+    if wu is not w:
+        extra.append(wu)
+    if pu is not p:
+        extra.append(pu)
+    return (x, t, w, p, *[a for a in extra if cnp.PyArray_Check(a)])
 
-    Returns (position of the first bad index or -1, the index found there,
-    denominator, loss sum); the gradient scale is 1/denominator for a mean (0
-    for a mean over nothing).  A position is also returned when an index
-    turned invalid while the kernel ran (another thread wrote it): the
-    kernel never used it, and its row is NaN."""
-    cdef int tn = _ftype(logits, "logits")
-    if n_rows < 0 or n_classes < 0:
-        raise ValueError("negative size")
-    if n_classes > 0 and n_rows > (<fl_index>1 << 62) // n_classes:
-        raise ValueError("shape too large")
-    cdef void *z = _buf(logits, tn, n_rows * n_classes, False, "logits")
-    cdef const int64_t *t = <const int64_t *>_buf(target, cnp.NPY_INT64, n_rows, False,
-                                                  "target")
-    cdef void *w = _buf(weight, tn, n_classes, False, "weight")
-    cdef void *lo = _buf(loss_out, tn, n_rows, True, "out")
-    cdef void *g = _buf(grad, tn, n_rows * n_classes, True, "grad_out")
-    _check_outputs((logits, target, weight), loss_out, grad, logits)
-    cdef double r = 0.0, denom = 0.0, scale = 1.0
-    cdef fl_index bad, late_bad = -1
-    cdef int64_t value = 0
-    cdef bint f32 = tn == cnp.NPY_FLOAT32
-    with nogil:
-        if f32:
-            bad = fl_ce_check_targets_f32(t, n_rows, n_classes, ignore_index, <const float *>w,
-                                          &denom)
+
+cdef inline void _extent(cnp.ndarray a, char **lo, char **hi):
+    """The byte range [lo, hi) an array's elements lie in, for any strides."""
+    cdef char *p = <char *>cnp.PyArray_DATA(a)
+    cdef Py_ssize_t low = 0, high = cnp.PyArray_ITEMSIZE(a), step
+    cdef int i
+    for i in range(cnp.PyArray_NDIM(a)):
+        step = (cnp.PyArray_DIM(a, i) - 1) * cnp.PyArray_STRIDE(a, i)
+        if step < 0:
+            low += step
         else:
-            bad = fl_ce_check_targets_f64(t, n_rows, n_classes, ignore_index,
-                                          <const double *>w, &denom)
-        if bad >= 0:
-            value = t[bad]
-        else:
-            if mean:
-                scale = 1.0 / denom if denom != 0 else 0.0
-            if f32:
-                r = fl_ce_index_f32(<const float *>z, t, n_rows, n_classes, <const float *>w,
-                                    ignore_index, eps, scale, <float *>lo, <float *>g,
-                                    n_threads, &late_bad, &value)
-            else:
-                r = fl_ce_index_f64(<const double *>z, t, n_rows, n_classes,
-                                    <const double *>w, ignore_index, eps, scale, <double *>lo,
-                                    <double *>g, n_threads, &late_bad, &value)
-            bad = late_bad
-    _raise_pending()
-    return bad, value, denom, r
+            high += step
+    lo[0] = p + low
+    hi[0] = p + high
 
 
 cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b):
-    """Whether the byte ranges of two C-contiguous arrays intersect."""
-    cdef char *pa = <char *>cnp.PyArray_DATA(a)
-    cdef char *pb = <char *>cnp.PyArray_DATA(b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
-    if na == 0 or nb == 0:
+    """Whether the byte ranges of two arrays intersect (a bound: may_share_memory)."""
+    cdef char *alo
+    cdef char *ahi
+    cdef char *blo
+    cdef char *bhi
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
         return False
-    return pa < pb + nb and pb < pa + na
+    _extent(a, &alo, &ahi)
+    _extent(b, &blo, &bhi)
+    return alo < bhi and blo < ahi
+
+
+# ---------------------------------------------------------------------------
+# The registry's specs, compiled for the call path.
+
+cdef class Kernel:
+    """One LossSpec made ready for the call path: its C kernel ids and the
+    ranges of its float parameters as C values."""
+    cdef readonly object spec
+    cdef readonly int kid
+    cdef readonly int kid2
+    cdef int n_float
+    cdef double lo[4]
+    cdef double hi[4]
+    cdef bint lo_open[4]
+    cdef bint hi_open[4]
+    cdef bint scale_like[4]
+    cdef readonly tuple names
+    cdef readonly tuple weight_names
+
+    def __init__(self, spec):
+        cdef int i
+        self.spec = spec
+        self.kid = kernel_id(spec.kernel)
+        self.kid2 = kernel_id(spec.extra_kernels[0]) if spec.extra_kernels else -1
+        floats = spec.floats
+        if len(floats) > FL_MAX_PARAMS:
+            raise ValueError(f"{spec.name}: more than {FL_MAX_PARAMS} float parameters")
+        self.n_float = len(floats)
+        for i, p in enumerate(floats):
+            self.lo[i] = p.lo
+            self.hi[i] = p.hi
+            self.lo_open[i] = p.lo_open
+            self.hi_open[i] = p.hi_open
+            self.scale_like[i] = p.scale_like
+        self.names = tuple(spec.inputs)
+        self.weight_names = tuple(p.name for p in spec.weights) + ("weight", "weight")
+
+
+cdef object _V = None  # fusedloss._validate, imported on first use
+cdef object _threads_default = None  # fusedloss._config.get_num_threads
+
+
+cdef object _validate():
+    global _V, _threads_default
+    if _V is None:
+        from . import _config, _validate
+        _threads_default = _config.get_num_threads
+        _V = _validate
+    return _V
+
+
+cdef dict _REDUCE = {"mean": FL_REDUCE_MEAN, "sum": FL_REDUCE_SUM, "none": FL_REDUCE_NONE}
+cdef tuple _RED_NAMES = ("mean", "sum", "none")
+
+
+cdef int _reduction(object reduction) except -1:
+    if type(reduction) is str:
+        r = _REDUCE.get(reduction)
+        if r is not None:
+            return r
+    return _REDUCE[_validate().check_reduction(reduction)]
+
+
+cdef int _threads(object n_threads) except -1:
+    if type(n_threads) is int and 1 <= n_threads <= FL_MAX_THREADS:
+        return n_threads
+    _validate()
+    if n_threads is None:
+        return _threads_default()
+    from ._config import resolve_threads
+    return resolve_threads(n_threads)
+
+
+cdef int _params(Kernel k, tuple values, double *out) except -1:
+    """The float parameters, finite and in range (else _validate raises)."""
+    cdef int i
+    cdef double v
+    if len(values) != k.n_float:
+        raise TypeError(f"{k.spec.name}: expected {k.n_float} parameters")
+    for i in range(k.n_float):
+        x = values[i]
+        if type(x) is float:
+            v = x
+            if isfinite(v) and (v > k.lo[i] if k.lo_open[i] else v >= k.lo[i]) and \
+                    (v < k.hi[i] if k.hi_open[i] else v <= k.hi[i]):
+                out[i] = v
+                continue
+        out[i] = _validate().check_param(k.spec.floats[i], x)
+    for i in range(k.n_float, FL_MAX_PARAMS):
+        out[i] = 0.0
+    return 0
+
+
+cdef int _params_in_f32(Kernel k, const double *p) except -1:
+    cdef int i
+    for i in range(k.n_float):
+        if not _f32_ok(p[i], k.scale_like[i]):
+            _validate().param_in_dtype(p[i], _validate().F32, k.spec.floats[i].name,
+                                       scale_like=k.scale_like[i])
+    return 0
+
+
+cdef inline bint _canonical(object a, int tn):
+    """An exact ndarray of type number tn (any float type when tn is 0),
+    C-contiguous, aligned and native: used as it is."""
+    cdef int t
+    if type(a) is not cnp.ndarray:
+        return False
+    t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if tn == 0:
+        if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+            return False
+    elif t != tn:
+        return False
+    return cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a) and \
+        cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
+
+
+cdef inline bint _same_dims(cnp.ndarray a, int nd, cnp.npy_intp *dims):
+    cdef int i
+    if cnp.PyArray_NDIM(a) != nd:
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIM(a, i) != dims[i]:
+            return False
+    return True
+
+
+cdef inline bint _buffer_ok(object b, int tn, int nd, cnp.npy_intp *dims, bint used):
+    """An out / grad_out that needs no Python-level check: None, or used and an
+    exact, writable, canonical ndarray of the result's shape (aliasing is
+    checked on every buffer by _check_outputs)."""
+    if b is None:
+        return True
+    return used and _canonical(b, tn) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>b) and \
+        _same_dims(<cnp.ndarray>b, nd, dims)
+
+
+cdef object _new(int nd, cnp.npy_intp *dims, int tn):
+    return cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
 
 cdef object _np_f32 = None
 cdef object _np_f64 = None
-cdef dict _REDUCE = {"mean": 0, "sum": 1, "none": 2}
 
 
-cdef object _fast_grad(object grad_out, object logits, cnp.ndarray x, cnp.ndarray t,
-                       int tn, bint return_grad):
-    """The gradient buffer for a fast path: a new array, the logits themselves
-    (in place), a canonical disjoint grad_out, None (loss only), or
-    NotImplemented when grad_out is anything else."""
-    cdef cnp.ndarray grad
-    cdef int i, nd = cnp.PyArray_NDIM(x)
-    if grad_out is None:
-        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0) if return_grad else None
-    if not return_grad:
-        return NotImplemented
-    if grad_out is logits:
-        # in place: the targets must not share the logits' memory
-        if not cnp.PyArray_ISWRITEABLE(x) or _overlap(x, t):
-            return NotImplemented
-        return x
-    # a separate buffer: canonical, same shape, bytes disjoint from the inputs'
-    if type(grad_out) is not cnp.ndarray:
-        return NotImplemented
-    grad = <cnp.ndarray>grad_out
-    if cnp.PyArray_TYPE(grad) != tn or not cnp.PyArray_ISCARRAY(grad) \
-            or not cnp.PyArray_ISNOTSWAPPED(grad) or cnp.PyArray_NDIM(grad) != nd:
-        return NotImplemented
-    for i in range(nd):
-        if cnp.PyArray_DIM(grad, i) != cnp.PyArray_DIM(x, i):
-            return NotImplemented
-    if _overlap(grad, x) or _overlap(grad, t):
-        return NotImplemented
-    return grad
-
-
-cdef object _fast_result(int red, double total, double denom, int tn, object loss_out,
-                         object grad, bint return_grad):
-    """The value a loss returns: the per-element/row array for "none", else the
-    sum (red 1) or mean (red 0; NaN over nothing) as a NumPy scalar."""
+cdef object _finish(int red, const fl_result *res, int tn, object loss_out, object grad,
+                    bint return_grad, object user_out, object user_grad):
+    """The value a loss returns: the per-element/row array for "none" (the
+    caller's own out object when given), else the sum or the mean (NaN over
+    nothing) as a NumPy scalar of the compute dtype; with the gradient (the
+    caller's grad_out object when given)."""
     global _np_f32, _np_f64
+    cdef double total = res.acc[0], denom = res.acc[1]
     if _np_f32 is None:
         import numpy
         _np_f32, _np_f64 = numpy.float32, numpy.float64
-    if red == 0 and denom == 0 and grad is not None:
-        (<cnp.ndarray>grad).fill(0)  # a mean over nothing: zero gradient, whatever the logits
-    if red == 2:
-        loss = loss_out
+    if red == FL_REDUCE_NONE:
+        loss = user_out if user_out is not None else loss_out
     else:
-        if red == 0:
+        if red == FL_REDUCE_MEAN:
             total = total / denom if denom != 0 else float("nan")
         # a C cast: beyond float32's range it is inf without a NumPy warning
         loss = _np_f32(<float>total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
-    return (loss, grad) if return_grad else loss
+    if not return_grad:
+        return loss
+    return loss, (user_grad if user_grad is not None else grad)
 
 
-def ce_index_fast(logits, target, ignore_index, label_smoothing, reduction, bint return_grad,
-                  grad_out, n_threads):
-    """softmax_cross_entropy for inputs that need no conversion, or NotImplemented.
+cdef int _status(int status, const fl_result *res, object target, fl_index n_classes
+                 ) except -1:
+    """Raises what a kernel's status says."""
+    if status == FL_OK:
+        return 0
+    if status == FL_E_INTERRUPTED:
+        _raise_pending()
+        raise KeyboardInterrupt
+    if status == FL_E_INDEX:
+        raise IndexError(index_message(target, res.bad_pos, res.bad_value, n_classes))
+    raise RuntimeError(f"fusedloss kernel failed with status {status}")
 
-    Accepts only what is already canonical: exact ndarrays, logits C-contiguous
-    native float32/float64 with at least one class, int64 C-contiguous
-    index targets of shape logits.shape[:-1], no weight, no out, grad_out None
-    or the logits themselves, plain float/int/str options in range.  Anything
-    else, including any class index out of range (checked before any write),
-    returns NotImplemented and the caller takes the validating path, which owns
-    every error message.  Results are those of the validating path: the same
-    kernel with the same arguments."""
-    cdef cnp.ndarray x, t, loss_out = None
-    cdef object grad
-    cdef int nd, i, red, tn
-    cdef double eps, denom = 0.0, total = 0.0, scale = 1.0
-    cdef int64_t ign
-    cdef fl_index n_rows = 1, C, bad
-    cdef int nthr
-    if type(logits) is not cnp.ndarray or type(target) is not cnp.ndarray:
-        return NotImplemented
-    if type(label_smoothing) is not float or type(ignore_index) is not int:
-        return NotImplemented
-    if type(reduction) is not str or reduction not in _REDUCE:
-        return NotImplemented
-    if type(n_threads) is not int:
-        return NotImplemented
-    x = <cnp.ndarray>logits
-    t = <cnp.ndarray>target
-    tn = cnp.PyArray_TYPE(x)
-    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
-        return NotImplemented
-    if not cnp.PyArray_ISCARRAY_RO(x) or not cnp.PyArray_ISNOTSWAPPED(x):
-        return NotImplemented
-    if cnp.PyArray_TYPE(t) != cnp.NPY_INT64 or not cnp.PyArray_ISCARRAY_RO(t) \
-            or not cnp.PyArray_ISNOTSWAPPED(t):
-        return NotImplemented
-    nd = cnp.PyArray_NDIM(x)
-    if nd < 1 or cnp.PyArray_NDIM(t) != nd - 1:
-        return NotImplemented
-    C = cnp.PyArray_DIM(x, nd - 1)
-    if C <= 0:
-        return NotImplemented
-    for i in range(nd - 1):
-        if cnp.PyArray_DIM(t, i) != cnp.PyArray_DIM(x, i):
-            return NotImplemented
-        n_rows *= cnp.PyArray_DIM(x, i)
-    eps = label_smoothing
-    if not (0.0 <= eps <= 1.0):
-        return NotImplemented
-    if not (-(2**63) <= ignore_index < 2**63) or not (1 <= n_threads <= 1024):
-        return NotImplemented
-    ign = ignore_index
-    nthr = n_threads
-    red = _REDUCE[reduction]
-    grad = _fast_grad(grad_out, logits, x, t, tn, return_grad)
-    if grad is NotImplemented:
-        return NotImplemented
-    if red == 2:
-        loss_out = cnp.PyArray_EMPTY(nd - 1, cnp.PyArray_DIMS(x), tn, 0)
-    cdef void *z = cnp.PyArray_DATA(x)
-    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
-    cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
-    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(<cnp.ndarray>grad)
-    cdef fl_index late_bad = -1
-    cdef int64_t late_value = 0
+
+cdef inline int _dtype_f32(int tn):
+    return tn == cnp.NPY_FLOAT32
+
+
+def elementwise(Kernel k, input, target, tuple params, weight, weight2, reduction,
+                bint return_grad, out, grad_out, n_threads):
+    """An element-wise loss: input and target of one shape, a loss per element.
+
+    params: the spec's float parameters in order; weight / weight2: the spec's
+    broadcast weights (None when absent or not taken)."""
+    cdef int red = _reduction(reduction)
+    cdef fl_args a
+    cdef fl_result res
+    cdef fl_index wshape[FL_BCAST_MAXDIM]
+    cdef fl_index wstride[FL_BCAST_MAXDIM]
+    cdef fl_index pshape[FL_BCAST_MAXDIM]
+    cdef fl_index pstride[FL_BCAST_MAXDIM]
+    cdef int tn, nd, status
+    cdef fl_index n
+    memset(&a, 0, sizeof(a))
+    _params(k, params, a.param)
+    xu = x = input
+    if not _canonical(input, 0):
+        xu, x = _validate().numeric_input(input, k.names[0])
+    tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    tu = t = target
+    if not (_canonical(target, tn) and _same_dims(<cnp.ndarray>target, nd, dims)):
+        tu, t = _validate().elementwise_target(target, k.names, xu, x.dtype)
+    if _dtype_f32(tn):
+        _params_in_f32(k, a.param)
+    a.n_threads = _threads(n_threads)
+    n = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    wu = wc = pu = pc = wdesc = pdesc = None
+    if weight is not None:
+        wu, wc, wdesc = _validate().broadcast_weight(weight, x.shape, x.dtype,
+                                                     k.weight_names[0])
+    if weight2 is not None:
+        pu, pc, pdesc = _validate().broadcast_weight(weight2, x.shape, x.dtype,
+                                                     k.weight_names[1])
+    user_out, user_grad = out, grad_out
+    if not (_buffer_ok(out, tn, nd, dims, red == FL_REDUCE_NONE) and
+            _buffer_ok(grad_out, tn, nd, dims, return_grad)):
+        out, grad_out = _validate().check_outputs(
+            _RED_NAMES[red], return_grad, out, grad_out, x.shape, x.shape, x.dtype,
+            [tu, t, wu, wc, pu, pc], (xu, x))
+    if red == FL_REDUCE_NONE and out is None:
+        out = _new(nd, dims, tn)
+    if return_grad and grad_out is None:
+        grad_out = _new(nd, dims, tn)
+    a.n = n
+    a.input[0] = _buf(x, tn, n, False, k.names[0])
+    a.target = _buf(t, tn, n, False, k.names[1])
+    a.weight = _bcast(wdesc, tn, n, "weight", wshape, wstride)
+    a.weight2 = _bcast(pdesc, tn, n, "pos_weight", pshape, pstride)
+    a.loss_out = _buf(out, tn, n, True, "out")
+    a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
+    _check_outputs(_with_user(x, xu, t, tu, wc, wu, pc, pu), out, grad_out)
+    a.grad_scale = 1.0
+    a.reduction = red
+    cdef int kid = k.kid, f32 = _dtype_f32(tn)
     with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            bad = fl_ce_check_targets_f32(tp, n_rows, C, ign, NULL, &denom)
-        else:
-            bad = fl_ce_check_targets_f64(tp, n_rows, C, ign, NULL, &denom)
-        if bad < 0:
-            if red == 0:
-                scale = 1.0 / denom if denom != 0 else 0.0
-            if tn == cnp.NPY_FLOAT32:
-                total = fl_ce_index_f32(<const float *>z, tp, n_rows, C, NULL, ign, eps, scale,
-                                        <float *>lo, <float *>g, nthr, &late_bad, &late_value)
-            else:
-                total = fl_ce_index_f64(<const double *>z, tp, n_rows, C, NULL, ign, eps,
-                                        scale, <double *>lo, <double *>g, nthr, &late_bad,
-                                        &late_value)
-    if bad >= 0:
-        return NotImplemented  # nothing written: the validating path raises
-    _raise_pending()
-    if late_bad >= 0:
-        # An index changed by another thread while the kernel ran: it was
-        # never used (its row is NaN), but the buffers are already written.
-        raise IndexError(index_message(t, late_bad, late_value, C))
-    return _fast_result(red, total, denom, tn, loss_out, grad, return_grad)
+        status = fl_run(kid, f32, &a, &res)
+    _status(status, &res, t, 0)
+    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
+
+
+def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, reduction,
+               bint return_grad, out, grad_out, n_threads):
+    """A loss over a class axis (the last): logits (..., C), targets class
+    indices (...) or probabilities (..., C); a loss per row."""
+    cdef int red = _reduction(reduction)
+    cdef fl_args a
+    cdef fl_result res
+    cdef int tn, nd, status, i
+    cdef fl_index C, n_rows = 1, n
+    cdef bint probs
+    memset(&a, 0, sizeof(a))
+    xu = x = logits
+    if not _canonical(logits, 0):
+        xu, x = _validate().numeric_input(logits, k.names[0])
+    nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+    if nd == 0:
+        raise ValueError("logits must have at least one dimension (classes are the last axis)")
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    C = dims[nd - 1]
+    for i in range(nd - 1):
+        n_rows *= dims[i]
+    if C == 0 and n_rows != 0:
+        raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
+    tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    _params(k, params, a.param)
+    if type(ignore_index) is int and -(2**63) <= ignore_index < 2**63:
+        a.ignore_index = ignore_index
+    else:
+        a.ignore_index = _validate().int_param(ignore_index, "ignore_index")
+    a.n_threads = _threads(n_threads)
+    tu = t = target
+    if _canonical(target, cnp.NPY_INT64) and _same_dims(<cnp.ndarray>target, nd - 1, dims):
+        probs = False
+    elif _canonical(target, tn) and _same_dims(<cnp.ndarray>target, nd, dims):
+        probs = True
+    else:
+        probs, tu, t = _validate().class_targets(target, xu, x.dtype)
+    if probs and a.ignore_index != -100:
+        raise ValueError("ignore_index is only supported for class-index targets, not "
+                         "probability targets")
+    if _dtype_f32(tn):
+        _params_in_f32(k, a.param)
+    wu = wc = None
+    if weight is not None:
+        wu = wc = weight
+        if not (_canonical(weight, tn) and cnp.PyArray_NDIM(<cnp.ndarray>weight) == 1
+                and cnp.PyArray_DIM(<cnp.ndarray>weight, 0) == C):
+            wu, wc = _validate().class_weight(weight, C, x.dtype)
+    user_out, user_grad = out, grad_out
+    if not (_buffer_ok(out, tn, nd - 1, dims, red == FL_REDUCE_NONE) and
+            _buffer_ok(grad_out, tn, nd, dims, return_grad)):
+        out, grad_out = _validate().check_outputs(
+            _RED_NAMES[red], return_grad, out, grad_out, x.shape[:-1], x.shape, x.dtype,
+            [tu, t, wu, wc], (xu, x))
+    if red == FL_REDUCE_NONE and out is None:
+        out = _new(nd - 1, dims, tn)
+    if return_grad and grad_out is None:
+        grad_out = _new(nd, dims, tn)
+    if C > 0 and n_rows > (<fl_index>1 << 62) // C:
+        raise ValueError("shape too large")
+    n = n_rows * C
+    a.n = n_rows
+    a.n_classes = C
+    a.class_stride = 1
+    a.input[0] = _buf(x, tn, n, False, k.names[0])
+    a.target = _buf(t, tn if probs else cnp.NPY_INT64, n if probs else n_rows, False,
+                    k.names[1])
+    a.weight = _bcast(None, tn, 0, "weight", NULL, NULL)
+    a.weight2 = a.weight
+    a.weight.ptr = _buf(wc, tn, C, False, "weight")
+    a.loss_out = _buf(out, tn, n_rows, True, "out")
+    a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
+    _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)
+    a.grad_scale = 1.0
+    a.reduction = red
+    cdef int kid = k.kid2 if probs else k.kid, f32 = _dtype_f32(tn)
+    with nogil:
+        status = fl_run(kid, f32, &a, &res)
+    _status(status, &res, tu, C)
+    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
 
 
 def index_message(target, Py_ssize_t pos, value, Py_ssize_t n_classes):
@@ -458,95 +645,6 @@ def index_message(target, Py_ssize_t pos, value, Py_ssize_t n_classes):
     return f"{label} = {value} is out of range for {n_classes} classes"
 
 
-def elementwise_fast(int kind, logits, target, double p1, double p2, reduction,
-                     bint return_grad, grad_out, n_threads):
-    """The element-wise losses for inputs that need no conversion, or NotImplemented.
-
-    kind: 0 BCE with logits (no weight / pos_weight), 1 sigmoid focal loss
-    (p1 = alpha, p2 = gamma), 2 Huber (p1 = delta), 3 smooth-L1 (p1 = beta).
-    The parameters must already be validated by the caller.  Accepts only
-    exact ndarrays: input and target C-contiguous, native, of one float dtype
-    and one shape; grad_out None, the input itself, or a canonical disjoint
-    buffer.  Anything else returns NotImplemented (the validating path owns
-    every error message).  Same kernels, same arguments as the validating path.
-    """
-    cdef cnp.ndarray x, t, loss_out = None
-    cdef object grad
-    cdef int nd, i, red, tn
-    cdef double total = 0.0, scale = 1.0
-    cdef fl_index n
-    cdef int nthr
-    cdef fl_bcast nob
-    if type(logits) is not cnp.ndarray or type(target) is not cnp.ndarray:
-        return NotImplemented
-    if type(reduction) is not str or reduction not in _REDUCE or type(n_threads) is not int:
-        return NotImplemented
-    if not (1 <= n_threads <= 1024):
-        return NotImplemented
-    x = <cnp.ndarray>logits
-    t = <cnp.ndarray>target
-    tn = cnp.PyArray_TYPE(x)
-    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
-        return NotImplemented
-    if cnp.PyArray_TYPE(t) != tn:
-        return NotImplemented
-    if not cnp.PyArray_ISCARRAY_RO(x) or not cnp.PyArray_ISNOTSWAPPED(x) \
-            or not cnp.PyArray_ISCARRAY_RO(t) or not cnp.PyArray_ISNOTSWAPPED(t):
-        return NotImplemented
-    nd = cnp.PyArray_NDIM(x)
-    if cnp.PyArray_NDIM(t) != nd:
-        return NotImplemented
-    for i in range(nd):
-        if cnp.PyArray_DIM(t, i) != cnp.PyArray_DIM(x, i):
-            return NotImplemented
-    n = cnp.PyArray_SIZE(x)
-    nthr = n_threads
-    red = _REDUCE[reduction]
-    if tn == cnp.NPY_FLOAT32 and not (_f32_ok(p1, kind >= 2) and _f32_ok(p2, False)):
-        return NotImplemented  # a parameter float32 cannot hold: the validating path says so
-    grad = _fast_grad(grad_out, logits, x, t, tn, return_grad)
-    if grad is NotImplemented:
-        return NotImplemented
-    if red == 2:
-        loss_out = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), tn, 0)
-    if red == 0:
-        scale = 1.0 / <double>n if n > 0 else 0.0
-    nob = _bcast(None, tn, n, "weight", NULL, NULL)  # no weights
-    cdef void *xp = cnp.PyArray_DATA(x)
-    cdef void *tp = cnp.PyArray_DATA(t)
-    cdef void *lo = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
-    cdef void *g = NULL if grad is None else cnp.PyArray_DATA(<cnp.ndarray>grad)
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            if kind == 0:
-                total = fl_bce_f32(<const float *>xp, <const float *>tp, n, nob, nob, scale,
-                                   <float *>lo, <float *>g, nthr)
-            elif kind == 1:
-                total = fl_focal_f32(<const float *>xp, <const float *>tp, n, p1, p2, scale,
-                                     <float *>lo, <float *>g, nthr)
-            elif kind == 2:
-                total = fl_huber_f32(<const float *>xp, <const float *>tp, n, p1, scale,
-                                     <float *>lo, <float *>g, nthr)
-            else:
-                total = fl_smooth_l1_f32(<const float *>xp, <const float *>tp, n, p1, scale,
-                                         <float *>lo, <float *>g, nthr)
-        else:
-            if kind == 0:
-                total = fl_bce_f64(<const double *>xp, <const double *>tp, n, nob, nob, scale,
-                                   <double *>lo, <double *>g, nthr)
-            elif kind == 1:
-                total = fl_focal_f64(<const double *>xp, <const double *>tp, n, p1, p2, scale,
-                                     <double *>lo, <double *>g, nthr)
-            elif kind == 2:
-                total = fl_huber_f64(<const double *>xp, <const double *>tp, n, p1, scale,
-                                     <double *>lo, <double *>g, nthr)
-            else:
-                total = fl_smooth_l1_f64(<const double *>xp, <const double *>tp, n, p1, scale,
-                                         <double *>lo, <double *>g, nthr)
-    _raise_pending()
-    return _fast_result(red, total, <double>n, tn, loss_out, grad, return_grad)
-
-
 cdef inline bint _f32_ok(double v, bint scale_like) noexcept:
     """Whether float32 can hold parameter v (as _validate.param_in_dtype): finite
     there, and for a scale-like one 0 or in float32's normal range."""
@@ -554,114 +652,6 @@ cdef inline bint _f32_ok(double v, bint scale_like) noexcept:
     if a > 3.4028234663852886e38:
         return False
     return not scale_like or v == 0 or a >= 1.1754943508222875e-38
-
-
-def ce_prob(logits, target, Py_ssize_t n_rows, Py_ssize_t n_classes, weight, double eps,
-            double scale, loss_out, grad, int n_threads):
-    cdef int tn = _ftype(logits, "logits")
-    if n_rows < 0 or n_classes < 0:
-        raise ValueError("negative size")
-    if n_classes > 0 and n_rows > (<fl_index>1 << 62) // n_classes:
-        raise ValueError("shape too large")
-    cdef fl_index n = n_rows * n_classes
-    cdef void *z = _buf(logits, tn, n, False, "logits")
-    cdef void *y = _buf(target, tn, n, False, "target")
-    cdef void *w = _buf(weight, tn, n_classes, False, "weight")
-    cdef void *lo = _buf(loss_out, tn, n_rows, True, "out")
-    cdef void *g = _buf(grad, tn, n, True, "grad_out")
-    _check_outputs((logits, target, weight), loss_out, grad, logits)
-    cdef double r
-    cdef bint f32 = tn == cnp.NPY_FLOAT32
-    with nogil:
-        if f32:
-            r = fl_ce_prob_f32(<const float *>z, <const float *>y, n_rows, n_classes,
-                               <const float *>w, eps, scale, <float *>lo, <float *>g, n_threads)
-        else:
-            r = fl_ce_prob_f64(<const double *>z, <const double *>y, n_rows, n_classes,
-                               <const double *>w, eps, scale, <double *>lo, <double *>g,
-                               n_threads)
-    _raise_pending()
-    return r
-
-
-def bce(logits, target, weight, pos_weight, double scale, loss_out, grad, int n_threads):
-    """weight / pos_weight: None or (array, cols, rs, cs) broadcast descriptors."""
-    cdef int tn = _ftype(logits, "logits")
-    cdef fl_index n = _size(logits)
-    cdef void *x = _buf(logits, tn, n, False, "logits")
-    cdef void *t = _buf(target, tn, n, False, "target")
-    cdef fl_index wshape[FL_BCAST_MAXDIM]
-    cdef fl_index wstride[FL_BCAST_MAXDIM]
-    cdef fl_index pshape[FL_BCAST_MAXDIM]
-    cdef fl_index pstride[FL_BCAST_MAXDIM]
-    cdef fl_bcast w = _bcast(weight, tn, n, "weight", wshape, wstride)
-    cdef fl_bcast pw = _bcast(pos_weight, tn, n, "pos_weight", pshape, pstride)
-    cdef void *lo = _buf(loss_out, tn, n, True, "out")
-    cdef void *g = _buf(grad, tn, n, True, "grad_out")
-    _check_outputs((logits, target, None if weight is None else weight[0],
-                    None if pos_weight is None else pos_weight[0]), loss_out, grad, logits)
-    cdef double r
-    cdef bint f32 = tn == cnp.NPY_FLOAT32
-    with nogil:
-        if f32:
-            r = fl_bce_f32(<const float *>x, <const float *>t, n, w, pw, scale, <float *>lo,
-                           <float *>g, n_threads)
-        else:
-            r = fl_bce_f64(<const double *>x, <const double *>t, n, w, pw, scale,
-                           <double *>lo, <double *>g, n_threads)
-    _raise_pending()
-    return r
-
-
-def focal(logits, target, double alpha, double gamma, double scale, loss_out, grad,
-          int n_threads):
-    cdef int tn = _ftype(logits, "logits")
-    cdef fl_index n = _size(logits)
-    cdef void *x = _buf(logits, tn, n, False, "logits")
-    cdef void *t = _buf(target, tn, n, False, "target")
-    cdef void *lo = _buf(loss_out, tn, n, True, "out")
-    cdef void *g = _buf(grad, tn, n, True, "grad_out")
-    _check_outputs((logits, target), loss_out, grad, logits)
-    cdef double r
-    cdef bint f32 = tn == cnp.NPY_FLOAT32
-    with nogil:
-        if f32:
-            r = fl_focal_f32(<const float *>x, <const float *>t, n, alpha, gamma, scale,
-                             <float *>lo, <float *>g, n_threads)
-        else:
-            r = fl_focal_f64(<const double *>x, <const double *>t, n, alpha, gamma, scale,
-                             <double *>lo, <double *>g, n_threads)
-    _raise_pending()
-    return r
-
-
-def regression(int kind, input, target, double param, double scale, loss_out, grad,
-               int n_threads):
-    """kind 0: Huber (param = delta); kind 1: smooth-L1 (param = beta)."""
-    cdef int tn = _ftype(input, "input")
-    cdef fl_index n = _size(input)
-    cdef void *x = _buf(input, tn, n, False, "input")
-    cdef void *t = _buf(target, tn, n, False, "target")
-    cdef void *lo = _buf(loss_out, tn, n, True, "out")
-    cdef void *g = _buf(grad, tn, n, True, "grad_out")
-    _check_outputs((input, target), loss_out, grad, input)
-    cdef double r
-    cdef bint f32 = tn == cnp.NPY_FLOAT32
-    with nogil:
-        if kind == 0 and f32:
-            r = fl_huber_f32(<const float *>x, <const float *>t, n, param, scale, <float *>lo,
-                             <float *>g, n_threads)
-        elif kind == 0:
-            r = fl_huber_f64(<const double *>x, <const double *>t, n, param, scale,
-                             <double *>lo, <double *>g, n_threads)
-        elif f32:
-            r = fl_smooth_l1_f32(<const float *>x, <const float *>t, n, param, scale,
-                                 <float *>lo, <float *>g, n_threads)
-        else:
-            r = fl_smooth_l1_f64(<const double *>x, <const double *>t, n, param, scale,
-                                 <double *>lo, <double *>g, n_threads)
-    _raise_pending()
-    return r
 
 
 def build_info():

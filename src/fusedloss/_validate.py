@@ -10,8 +10,10 @@ import sys
 import numpy as np
 
 REDUCTIONS = ("mean", "sum", "none")
-_F32 = np.dtype(np.float32)
+_F32 = F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def reject_masked(x, name):
@@ -78,6 +80,77 @@ def contiguous(a, dtype):
     with np.errstate(over="ignore", invalid="ignore"):
         c = np.asarray(a, dtype=dtype, order="C")
     return c if c.flags.aligned else c.copy()
+
+
+def numeric_input(x, name):
+    """(the user's array, it converted to its compute dtype, C-contiguous)."""
+    a = as_numeric(x, name)
+    return a, contiguous(a, compute_dtype(a.dtype))
+
+
+def elementwise_target(target, names, x, dtype):
+    """(the user's target array, it converted to dtype): an element-wise target must
+    have exactly the input's shape."""
+    t = as_numeric(target, names[1])
+    if t.shape != x.shape:
+        raise ValueError(f"{names[1]} has shape {t.shape} but {names[0]} has shape {x.shape}; "
+                         f"element-wise losses need exactly the same shape (no broadcasting)")
+    return t, contiguous(t, dtype)
+
+
+def class_targets(target, x, dtype):
+    """(probabilities?, the user's target array, it converted) for logits x with the
+    class axis last: integer class indices of shape x.shape[:-1] (int64), or floating
+    probabilities of x's shape (dtype)."""
+    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    t = to_array(target, "target")
+    kind = t.dtype.kind
+    if kind == "b":
+        raise TypeError("target must be integer class indices or floating probabilities, "
+                        "not bool")
+    if kind in "iu":
+        if t.shape != batch_shape:
+            raise ValueError(
+                f"class-index target has shape {t.shape}, expected logits.shape[:-1] = "
+                f"{batch_shape} (logits have {n_classes} classes on the last axis)")
+        if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
+            # uint64 values above the int64 range cannot be valid class indices.
+            big = np.flatnonzero(t.reshape(-1) > _INT64_MAX)
+            if big.size:
+                from ._kernels import index_message
+                pos = int(big[0])
+                raise IndexError(index_message(t, pos, int(t.reshape(-1)[pos]), n_classes))
+        return False, t, contiguous(t, _I64)
+    if kind == "f":
+        if t.shape != x.shape:
+            if t.shape == batch_shape:
+                raise ValueError(
+                    f"target of shape {t.shape} has the shape of class indices, but class "
+                    f"indices must be integers (got dtype {t.dtype}); probability targets "
+                    f"need the logits' shape {x.shape}")
+            raise ValueError(f"probability target has shape {t.shape}, expected the logits' "
+                             f"shape {x.shape}")
+        return True, t, contiguous(t, dtype)
+    raise TypeError(f"target must be integer class indices or floating probabilities, "
+                    f"got dtype {t.dtype}")
+
+
+def class_weight(weight, n_classes, dtype):
+    """(the user's class weights, converted): one per class."""
+    w = as_numeric(weight, "weight")
+    if w.shape != (n_classes,):
+        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got "
+                         f"{w.shape}")
+    return w, contiguous(w, dtype)
+
+
+def check_param(param, value):
+    """A float parameter of the registry (fusedloss._registry.Param): finite, in its
+    range; returned as a Python float."""
+    v = finite_param(value, param.name)
+    if not param.in_range(v):
+        raise ValueError(f"{param.name} must be {param.range_text()}, got {v}")
+    return v
 
 
 def check_reduction(reduction, allowed=REDUCTIONS):

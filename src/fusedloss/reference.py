@@ -35,6 +35,8 @@ __all__ = [
     "sigmoid_focal_loss",
     "huber_loss",
     "smooth_l1_loss",
+    "mse_loss",
+    "l1_loss",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -318,6 +320,15 @@ def _broadcast_weight(value, name, shape, cdt):
         raise ValueError(f"{name} of shape {value.shape} does not broadcast to {shape}") from None
 
 
+def _weighted(losses, grad, weight, shape, cdt):
+    """Multiplies the per-element losses and gradient by ``weight`` (broadcast to
+    ``shape``, rounded to the compute dtype); None leaves them as they are."""
+    w = _broadcast_weight(weight, "weight", shape, cdt)
+    if w is None:
+        return losses, grad
+    return w * losses, (None if grad is None else w * grad)
+
+
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
                                      reduction="mean", return_grad=False, out=None, grad_out=None,
                                      n_threads=None):
@@ -351,8 +362,8 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean",
-                       return_grad=False, out=None, grad_out=None, n_threads=None):
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, weight=None,
+                       reduction="mean", return_grad=False, out=None, grad_out=None, n_threads=None):
     """Sigmoid focal loss (``torchvision.ops.sigmoid_focal_loss``, default reduction ``"mean"``).
 
     Per element, with ``p = sigmoid(x)``::
@@ -402,11 +413,12 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
                 focus = g_mod * ratio * ce * (1.0 - 2.0 * t)
                 grad = grad + np.where((q == 0) | (ratio == 0), 0.0, focus)
             grad = a_t * grad
+        losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False, out=None,
-               grad_out=None, n_threads=None):
+def huber_loss(input, target, *, delta=1.0, weight=None, reduction="mean", return_grad=False,
+               out=None, grad_out=None, n_threads=None):
     """Huber loss (``torch.nn.functional.huber_loss``), ``e = input - target``::
 
         loss = 0.5 * e**2                     if |e| <= delta
@@ -424,11 +436,12 @@ def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
         abs_e = np.abs(e)
         losses = np.where(abs_e <= delta, 0.5 * e * e, delta * (abs_e - 0.5 * delta))
         grad = np.clip(e, -delta, delta) if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
         return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False, out=None,
-                   grad_out=None, n_threads=None):
+def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
+                   return_grad=False, out=None, grad_out=None, n_threads=None):
     """Smooth L1 loss (``torch.nn.functional.smooth_l1_loss``), ``e = input - target``::
 
         loss = 0.5 * e * (e / beta)     if |e| < beta
@@ -454,4 +467,41 @@ def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=Fal
             inside = abs_e < beta
             losses = np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta)
             grad = np.where(inside, e / beta, np.sign(e)) if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
+        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def mse_loss(input, target, *, weight=None, reduction="mean", return_grad=False, out=None,
+             grad_out=None, n_threads=None):
+    """Mean squared error (``torch.nn.functional.mse_loss``), ``e = input - target``::
+
+        loss = w * e**2
+        grad = w * 2 e
+
+    ``"mean"`` divides by the number of elements (not by the summed weights).
+    """
+    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
+                                         out, grad_out)
+    with np.errstate(all="ignore"):
+        e = _widen(x, cdt) - _widen(target, cdt)
+        losses = e * e
+        grad = 2.0 * e if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
+        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def l1_loss(input, target, *, weight=None, reduction="mean", return_grad=False, out=None,
+            grad_out=None, n_threads=None):
+    """L1 loss (``torch.nn.functional.l1_loss``), ``e = input - target``::
+
+        loss = w * |e|
+        grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
+    """
+    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
+                                         out, grad_out)
+    with np.errstate(all="ignore"):
+        e = _widen(x, cdt) - _widen(target, cdt)
+        losses = np.abs(e)
+        grad = np.sign(e) if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
         return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
