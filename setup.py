@@ -2,7 +2,8 @@
 
 The C sources are compiled by a small build_ext subclass so that they get their
 own flags (strict C99 warnings, no math errno) separately from the
-Cython-generated file, and so that later per-target objects can be added.
+Cython-generated file, and kernels.c once per SIMD target (csrc/targets.txt)
+with that target's ISA flags.
 """
 import os
 import platform
@@ -52,15 +53,20 @@ def simd_targets(compiler_type, plat_name=None):
     targets = [("baseline", [])]
     if os.environ.get("FUSEDLOSS_BASELINE_ONLY") or not _is_x86_64(plat_name):
         return targets  # aarch64: NEON is part of the baseline
-    if compiler_type == "msvc":
-        return targets + [("avx2", ["/arch:AVX2"]), ("avx512", ["/arch:AVX512"])]
     # No -ffp-contract=fast: the kernels write their FMAs explicitly
     # (FL_FMA), so every loop variant (loss only, fused, in place) rounds alike.
-    return targets + [
-        ("avx2", ["-mavx2", "-mfma"]),
-        ("avx512", ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw",
-                    "-mavx512vl", "-mprefer-vector-width=512"]),
-    ]
+    column = 2 if compiler_type == "msvc" else 1
+    return targets + [(row[0], row[column].split()) for row in _target_table()]
+
+
+def _target_table():
+    """csrc/targets.txt: (name, GCC/Clang flags, MSVC flags) per SIMD target."""
+    rows = []
+    with open(os.path.join(HERE, "csrc", "targets.txt"), encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and not line.lstrip().startswith("#"):
+                rows.append([field.strip() for field in line.split("|")])
+    return rows
 
 
 def core_flags(compiler_type):
@@ -81,7 +87,7 @@ def core_flags(compiler_type):
 class BuildExt(build_ext):
     def build_extension(self, ext):
         ctype = self.compiler.compiler_type
-        depends = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc"))]
+        depends = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc", ".def"))]
         targets = simd_targets(ctype, self.plat_name)
         objects = []
         for name, flags in targets:
@@ -106,8 +112,9 @@ class BuildExt(build_ext):
         if ctype != "msvc":
             ext.extra_compile_args = list(ext.extra_compile_args or []) + ["-O2"]
             if sys.platform.startswith("linux"):
-                # libm, and libpthread for the thread pool (separate from libc
-                # before glibc 2.34, e.g. on manylinux2014)
+                # libm, and libpthread for the helper threads the runtime starts
+                # per call (separate from libc before glibc 2.34, e.g. on
+                # manylinux2014)
                 ext.extra_link_args = list(ext.extra_link_args or []) + ["-lm", "-pthread"]
         super().build_extension(ext)
 

@@ -17,6 +17,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/../csrc
+# shellcheck source=../tools/simd_targets.sh
+. "$here/../tools/simd_targets.sh"
 cc=${CC:-clang}
 build=${FL_FUZZ_BUILD:-$(mktemp -d)}
 corpus=${FL_FUZZ_CORPUS:-$build/corpus}
@@ -27,7 +29,7 @@ machine=$("$cc" -dumpmachine 2>/dev/null || uname -m)
 targets=${FL_TARGETS:-}
 if [ -z "$targets" ]; then
     case "$machine" in
-        x86_64*|amd64*) targets="baseline avx2 avx512" ;;
+        x86_64*|amd64*) targets="baseline $(fl_simd_targets)" ;;
         *) targets="baseline" ;;
     esac
 fi
@@ -35,12 +37,7 @@ objs=()
 have=()
 t0=$(date +%s)
 for t in $targets; do
-    case $t in
-        baseline) tf=() ;;
-        avx2) tf=(-mavx2 -mfma) ;;
-        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl) ;;
-        *) echo "unknown target $t" >&2; exit 2 ;;
-    esac
+    fl_simd_flags "$t"
     [ "$t" = baseline ] || have+=(-DFL_HAVE_"$(echo "$t" | tr a-z A-Z)")
     "$cc" "${flags[@]}" -fsanitize=fuzzer-no-link "${tf[@]}" -DFL_TARGET="$t" \
         -c "$src/kernels.c" -o "$build/kernels_$t.o"

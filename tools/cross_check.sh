@@ -60,8 +60,12 @@ lib_flags=(-std=c99 -O3 -Wall -Wextra -Wpedantic -Werror -fno-math-errno -fno-tr
            "-I$src")
 test_flags=(-std=c99 -O3 -Wall -Wextra -Wpedantic -Werror -fno-math-errno -fno-trapping-math
             "-I$src")
-x86_avx2=(-mavx2 -mfma)
-x86_avx512=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mprefer-vector-width=512)
+# shellcheck source=simd_targets.sh
+. "$here/simd_targets.sh"
+fl_simd_flags avx2
+x86_avx2=("${tf[@]}")
+fl_simd_flags avx512
+x86_avx512=("${tf[@]}")
 
 # ---- toolchains ---------------------------------------------------------------
 

@@ -11,6 +11,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/..
+# shellcheck source=../../tools/simd_targets.sh
+. "$here/../../tools/simd_targets.sh"
 cc=${1:-${CC:-cc}}
 shift || true
 build=${FL_TEST_BUILD:-$(mktemp -d)}
@@ -20,18 +22,11 @@ machine=$("$cc" -dumpmachine 2>/dev/null || uname -m)
 targets=${FL_TARGETS:-}
 if [ -z "$targets" ]; then
     case "$machine" in
-        x86_64*|amd64*) targets="baseline avx2 avx512" ;;
+        x86_64*|amd64*) targets="baseline $(fl_simd_targets)" ;;
         *) targets="baseline" ;;
     esac
 fi
-target_flags() {
-    case $1 in
-        baseline) tf=() ;;
-        avx2) tf=(-mavx2 -mfma) ;;
-        avx512) tf=(-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mprefer-vector-width=512) ;;
-        *) echo "unknown target $1" >&2; exit 2 ;;
-    esac
-}
+target_flags() { fl_simd_flags "$1"; }
 objs=()
 have=()
 for t in $targets; do

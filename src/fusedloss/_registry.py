@@ -9,9 +9,10 @@ the PyTorch twins).  The C side has its own list, csrc/losses.def, with one entr
 per kernel; :func:`fusedloss._kernels.kernel_id` maps a spec's ``kernel`` to it
 and fails at import if the two lists disagree.
 
-Adding an element-wise loss: its closed form in csrc/elementwise.inc (one
-``FL_ELEMWISE`` line in csrc/losses.def), one :class:`LossSpec` below, its NumPy
-twin in :mod:`fusedloss.reference`.  See CONTRIBUTING.md.
+Adding an element-wise loss: its closed form and ``FL_DEFINE_ELEMWISE`` in a
+family's .inc file (e.g. csrc/regression.inc), one ``X(arg, name)`` line in
+csrc/losses.def, one :class:`LossSpec` below, its NumPy twin in
+:mod:`fusedloss.reference`.  See CONTRIBUTING.md.
 """
 import math
 from dataclasses import dataclass, field
