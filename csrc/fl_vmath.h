@@ -99,33 +99,18 @@
 
 /* ---- bit casts ----------------------------------------------------------- */
 
-static inline uint32_t fl__vm_bits32(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static inline float fl__vm_from32(uint32_t u)
-{
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-static inline uint64_t fl__vm_bits64(double x)
-{
-    uint64_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static inline double fl__vm_from64(uint64_t u)
-{
-    double x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
+/* memcpy: the portable, aliasing-safe bit cast (compiled to a register move) */
+#define FL__VM_BITCAST(name, From, To)                                                       \
+    static inline To name(From x)                                                            \
+    {                                                                                        \
+        To u;                                                                                \
+        memcpy(&u, &x, sizeof u);                                                            \
+        return u;                                                                            \
+    }
+FL__VM_BITCAST(fl__vm_bits32, float, uint32_t)
+FL__VM_BITCAST(fl__vm_from32, uint32_t, float)
+FL__VM_BITCAST(fl__vm_bits64, double, uint64_t)
+FL__VM_BITCAST(fl__vm_from64, uint64_t, double)
 
 /* ---- float32 ------------------------------------------------------------- */
 

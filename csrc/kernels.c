@@ -74,52 +74,10 @@ static double fl_grad_factor(const fl_args *a, double denom)
     return denom != 0 ? s / denom : 0.0;
 }
 
-/* ---- float32 ---------------------------------------------------------- */
-#define FL_T float
-#define FL_IS_F32 1
-#define FL_SFX(name) name##_f32
-#define FL_EXP fl_exp_f32
-#define FL_LOG fl_log_f32
-#define FL_LOG1P fl_log1p_f32
-#define FL_UINT uint32_t
-#define FL_FMA FL__MADF
-#include "fl_math.h"
-#include "fl_simd.h"
-#include "softmax_ce.inc"
-#include "elementwise.inc"
-#include "binary.inc"
-#include "regression.inc"
-#include "fl_simd_undef.h"
-#undef FL_T
-#undef FL_IS_F32
-#undef FL_SFX
-#undef FL_EXP
-#undef FL_LOG
-#undef FL_LOG1P
-#undef FL_UINT
-#undef FL_FMA
-
-/* ---- float64 ---------------------------------------------------------- */
-#define FL_T double
-#define FL_IS_F32 0
-#define FL_SFX(name) name##_f64
-#define FL_EXP fl_exp_f64
-#define FL_LOG fl_log_f64
-#define FL_LOG1P fl_log1p_f64
-#define FL_UINT uint64_t
-#define FL_FMA FL__MADD
-#include "fl_math.h"
-#include "fl_simd.h"
-#include "softmax_ce.inc"
-#include "elementwise.inc"
-#include "binary.inc"
-#include "regression.inc"
-#include "fl_simd_undef.h"
-#undef FL_T
-#undef FL_IS_F32
-#undef FL_SFX
-#undef FL_EXP
-#undef FL_LOG
-#undef FL_LOG1P
-#undef FL_UINT
-#undef FL_FMA
+/* ---- the two precisions ------------------------------------------------ */
+#define FL_PRECISION 32
+#include "instantiate.inc"
+#undef FL_PRECISION
+#define FL_PRECISION 64
+#include "instantiate.inc"
+#undef FL_PRECISION

@@ -207,21 +207,16 @@ cdef fl_bcast _bcast(object desc, int tn, fl_index n, str name, fl_index *shp,
                 raise ValueError(f"{name}: broadcast descriptor out of bounds")
         if total != n:
             raise ValueError(f"{name}: broadcast descriptor does not cover the input")
-        b.ptr = _buf(arr, tn, size, False, name)
-        b.ndim = nd
-        b.shape = shp
-        b.stride = std
-        return b
-    _, cols, rs, cs = desc
-    if cols < 1 or rs < 0 or cs < 0 or cs > 1:
-        raise ValueError(f"{name}: invalid broadcast descriptor")
-    rows = (n + cols - 1) // cols
-    if n > 0 and (rows - 1) * rs + (min(cols, n) - 1) * cs >= size:
-        raise ValueError(f"{name} is too small for the input")
+        b.ndim, b.shape, b.stride = nd, shp, std
+    else:
+        _, cols, rs, cs = desc
+        if cols < 1 or rs < 0 or cs < 0 or cs > 1:
+            raise ValueError(f"{name}: invalid broadcast descriptor")
+        rows = (n + cols - 1) // cols
+        if n > 0 and (rows - 1) * rs + (min(cols, n) - 1) * cs >= size:
+            raise ValueError(f"{name} is too small for the input")
+        b.cols, b.rs, b.cs = cols, rs, cs
     b.ptr = _buf(arr, tn, size, False, name)
-    b.cols = cols
-    b.rs = rs
-    b.cs = cs
     return b
 
 

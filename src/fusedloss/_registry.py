@@ -107,6 +107,10 @@ _WEIGHT = Param("weight", None, "weight",
                 doc="a per-element factor on the loss and gradient, broadcast to the input's "
                     "shape (``\"mean\"`` still divides by the number of elements)")
 
+_POS_WEIGHT = Param("pos_weight", None, "weight",
+                    doc="a factor on the positive term, broadcast to the logits' shape "
+                        "(typically shape ``(C,)``)")
+
 LOSSES = {}
 
 
@@ -134,72 +138,50 @@ _register(LossSpec(
     grad="grad = (sum_c w_c y_c) softmax(z) - w * y",
 ))
 
-_register(LossSpec(
-    name="binary_cross_entropy_with_logits", kernel="bce", kind="elementwise",
-    inputs=("logits", "target"),
-    params=(
-        _WEIGHT,
-        Param("pos_weight", None, "weight",
-              doc="a factor on the positive term, broadcast to the logits' shape "
-                  "(typically shape ``(C,)``)"),
-    ),
-    target_domain="unit", torch="torch.nn.functional.binary_cross_entropy_with_logits",
-    summary="Binary cross-entropy on logits, stable for logits of any magnitude.",
-    formula="loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
-    grad="grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))",
-))
+def _on_logits(name, kernel, params, torch, summary, formula, grad):
+    """An element-wise loss on logits with targets in [0, 1]."""
+    _register(LossSpec(name=name, kernel=kernel, kind="elementwise", inputs=("logits", "target"),
+                       params=params, target_domain="unit", torch=torch, summary=summary,
+                       formula=formula, grad=grad))
 
-_register(LossSpec(
-    name="sigmoid_focal_loss", kernel="focal", kind="elementwise",
-    inputs=("logits", "target"),
-    params=(
-        Param("alpha", 0.25, doc="weight of the positive class; ``alpha < 0`` disables the "
-                                 "alpha weighting"),
-        Param("gamma", 2.0, lo=0.0, doc="focusing exponent"),
-        _WEIGHT,
-    ),
-    target_domain="unit", torch="torchvision.ops.sigmoid_focal_loss",
-    summary="Sigmoid focal loss (torchvision's, but ``reduction=\"mean\"`` by default).",
-    formula="loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
-    grad="the closed form, with its finite analytic limit where autograd gives NaN "
-         "(gamma < 1 at saturated, correct predictions)",
-))
 
-_register(LossSpec(
-    name="huber_loss", kernel="huber", kind="elementwise", inputs=("input", "target"),
-    params=(Param("delta", 1.0, lo=0.0, lo_open=True, scale_like=True,
-                  doc="where the loss turns from quadratic to linear"), _WEIGHT),
-    torch="torch.nn.functional.huber_loss",
-    summary="Huber loss.",
-    formula="loss = 0.5 e^2 if |e| <= delta else delta (|e| - delta / 2), e = input - target",
-    grad="grad = clamp(e, -delta, delta)", hess=True,
-))
+_on_logits("binary_cross_entropy_with_logits", "bce", (_WEIGHT, _POS_WEIGHT),
+           "torch.nn.functional.binary_cross_entropy_with_logits",
+           "Binary cross-entropy on logits, stable for logits of any magnitude.",
+           "loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
+           "grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))")
+_on_logits("sigmoid_focal_loss", "focal",
+           (Param("alpha", 0.25, doc="weight of the positive class; ``alpha < 0`` disables "
+                                     "the alpha weighting"),
+            Param("gamma", 2.0, lo=0.0, doc="focusing exponent"), _WEIGHT),
+           "torchvision.ops.sigmoid_focal_loss",
+           "Sigmoid focal loss (torchvision's, but ``reduction=\"mean\"`` by default).",
+           "loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
+           "the closed form, with its finite analytic limit where autograd gives NaN "
+           "(gamma < 1 at saturated, correct predictions)")
 
-_register(LossSpec(
-    name="smooth_l1_loss", kernel="smooth_l1", kind="elementwise", inputs=("input", "target"),
-    params=(Param("beta", 1.0, lo=0.0, scale_like=True,
-                  doc="where the loss turns from quadratic to linear; 0 gives the L1 loss"),
-            _WEIGHT),
-    torch="torch.nn.functional.smooth_l1_loss",
-    summary="Smooth-L1 loss (``beta == 0`` is the L1 loss).",
-    formula="loss = 0.5 e^2 / beta if |e| < beta else |e| - beta / 2, e = input - target",
-    grad="grad = e / beta inside, sign(e) outside (sign(0) == 0)", hess=True,
-))
 
-_register(LossSpec(
-    name="mse_loss", kernel="mse", kind="elementwise", inputs=("input", "target"),
-    params=(_WEIGHT,), torch="torch.nn.functional.mse_loss",
-    summary="Mean squared error.",
-    formula="loss = e^2, e = input - target", grad="grad = 2 e", hess=True,
-))
+def _regression(name, kernel, summary, formula, grad, params=()):
+    """An element-wise loss on e = input - target, with weight= and a hessian."""
+    _register(LossSpec(name=name, kernel=kernel, kind="elementwise", inputs=("input", "target"),
+                       params=params + (_WEIGHT,), torch=f"torch.nn.functional.{name}",
+                       summary=summary, formula=formula + ", e = input - target", grad=grad,
+                       hess=True))
 
-_register(LossSpec(
-    name="l1_loss", kernel="l1", kind="elementwise", inputs=("input", "target"),
-    params=(_WEIGHT,), torch="torch.nn.functional.l1_loss",
-    summary="L1 loss (mean absolute error).",
-    formula="loss = |e|, e = input - target", grad="grad = sign(e) (0 at e == 0, NaN kept)",
-    hess=True,
-))
+
+_regression("huber_loss", "huber", "Huber loss.",
+            "loss = 0.5 e^2 if |e| <= delta else delta (|e| - delta / 2)",
+            "grad = clamp(e, -delta, delta)",
+            (Param("delta", 1.0, lo=0.0, lo_open=True, scale_like=True,
+                   doc="where the loss turns from quadratic to linear"),))
+_regression("smooth_l1_loss", "smooth_l1", "Smooth-L1 loss (``beta == 0`` is the L1 loss).",
+            "loss = 0.5 e^2 / beta if |e| < beta else |e| - beta / 2",
+            "grad = e / beta inside, sign(e) outside (sign(0) == 0)",
+            (Param("beta", 1.0, lo=0.0, scale_like=True,
+                   doc="where the loss turns from quadratic to linear; 0 gives the L1 loss"),))
+_regression("mse_loss", "mse", "Mean squared error.", "loss = e^2", "grad = 2 e")
+_regression("l1_loss", "l1", "L1 loss (mean absolute error).", "loss = |e|",
+            "grad = sign(e) (0 at e == 0, NaN kept)")
 
 
 def public_names():

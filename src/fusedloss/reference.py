@@ -79,6 +79,14 @@ def _finite_param(name, value):
     return v
 
 
+def _at_least(name, value, lo, strict=False):
+    """A finite parameter >= lo (> lo when strict)."""
+    v = _finite_param(name, value)
+    if v < lo or (strict and v == lo):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {lo:g}, got {v!r}")
+    return v
+
+
 def _check_buffer(buf, name, shape, cdt):
     """``out`` / ``grad_out``: a writable C-contiguous array of the result's shape and dtype."""
     if buf is None:
@@ -380,9 +388,7 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, weight=None,
     ``ce`` is infinite but ``p (1 - p)`` decays exponentially faster).
     """
     alpha = _finite_param("alpha", alpha)
-    gamma = _finite_param("gamma", gamma)
-    if gamma < 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+    gamma = _at_least("gamma", gamma, 0.0)
     x, target, cdt = _elementwise_inputs(logits, target, "logits", reduction, return_grad,
                                          out, grad_out)
 
@@ -425,19 +431,14 @@ def huber_loss(input, target, *, delta=1.0, weight=None, reduction="mean", retur
                delta * (|e| - 0.5 * delta)    otherwise
         grad = clamp(e, -delta, delta)        (NaN stays NaN)
     """
-    delta = _finite_param("delta", delta)
-    if delta <= 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
-    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
-                                         out, grad_out)
+    delta = _at_least("delta", delta, 0.0, strict=True)
 
-    with np.errstate(all="ignore"):
-        e = _widen(x, cdt) - _widen(target, cdt)
+    def form(e):
         abs_e = np.abs(e)
         losses = np.where(abs_e <= delta, 0.5 * e * e, delta * (abs_e - 0.5 * delta))
-        grad = np.clip(e, -delta, delta) if return_grad else None
-        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
-        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+        return losses, np.clip(e, -delta, delta)
+
+    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
 
 
 def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
@@ -451,23 +452,28 @@ def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
 
     ``beta == 0`` is the L1 loss: ``|e|`` with gradient ``sign(e)`` (``sign(0) == 0``).
     """
-    beta = _finite_param("beta", beta)
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
-    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
-                                         out, grad_out)
+    beta = _at_least("beta", beta, 0.0)
 
-    with np.errstate(all="ignore"):
-        e = _widen(x, cdt) - _widen(target, cdt)
+    def form(e):
         abs_e = np.abs(e)
         if beta == 0:
-            losses = abs_e
-            grad = np.sign(e) if return_grad else None
-        else:
-            inside = abs_e < beta
-            losses = np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta)
-            grad = np.where(inside, e / beta, np.sign(e)) if return_grad else None
-        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
+            return abs_e, np.sign(e)
+        inside = abs_e < beta
+        return (np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta),
+                np.where(inside, e / beta, np.sign(e)))
+
+    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
+
+
+def _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form):
+    """An element-wise loss of e = input - target: ``form(e)`` gives the float64
+    losses and gradient (of their sum) before the weight."""
+    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
+                                         out, grad_out)
+    with np.errstate(all="ignore"):
+        e = _widen(x, cdt) - _widen(target, cdt)
+        losses, grad = form(e)
+        losses, grad = _weighted(losses, grad if return_grad else None, weight, e.shape, cdt)
         return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
 
 
@@ -480,14 +486,8 @@ def mse_loss(input, target, *, weight=None, reduction="mean", return_grad=False,
 
     ``"mean"`` divides by the number of elements (not by the summed weights).
     """
-    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
-                                         out, grad_out)
-    with np.errstate(all="ignore"):
-        e = _widen(x, cdt) - _widen(target, cdt)
-        losses = e * e
-        grad = 2.0 * e if return_grad else None
-        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
-        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out,
+                       lambda e: (e * e, 2.0 * e))
 
 
 def l1_loss(input, target, *, weight=None, reduction="mean", return_grad=False, out=None,
@@ -497,11 +497,5 @@ def l1_loss(input, target, *, weight=None, reduction="mean", return_grad=False, 
         loss = w * |e|
         grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
     """
-    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
-                                         out, grad_out)
-    with np.errstate(all="ignore"):
-        e = _widen(x, cdt) - _widen(target, cdt)
-        losses = np.abs(e)
-        grad = np.sign(e) if return_grad else None
-        losses, grad = _weighted(losses, grad, weight, e.shape, cdt)
-        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out,
+                       lambda e: (np.abs(e), np.sign(e)))
