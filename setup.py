@@ -5,6 +5,7 @@ own flags (strict C99 warnings, no math errno) separately from the
 Cython-generated file, and kernels.c once per SIMD target (csrc/targets.txt)
 with that target's ISA flags.
 """
+
 import os
 import platform
 import sys
@@ -87,7 +88,9 @@ def core_flags(compiler_type):
 class BuildExt(build_ext):
     def build_extension(self, ext):
         ctype = self.compiler.compiler_type
-        depends = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc", ".def"))]
+        depends = [
+            os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith((".h", ".inc", ".def"))
+        ]
         targets = simd_targets(ctype, self.plat_name)
         objects = []
         for name, flags in targets:

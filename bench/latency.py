@@ -8,6 +8,7 @@ measure the fixed cost of a call (argument checks, dispatch, result objects),
 not the kernels.  Run it before and after a change on the same machine: absolute
 times move between machines and runs.
 """
+
 import argparse
 import json
 import statistics
@@ -29,11 +30,11 @@ def cases():
     out = {
         "ce 32x10 grad": lambda: fl.softmax_cross_entropy(z, t, return_grad=True),
         "ce 32x10 loss": lambda: fl.softmax_cross_entropy(z, t),
-        "ce 32x10 grad weight": lambda: fl.softmax_cross_entropy(z, t, weight=w,
-                                                                 return_grad=True),
+        "ce 32x10 grad weight": lambda: fl.softmax_cross_entropy(z, t, weight=w, return_grad=True),
         "bce 320 grad": lambda: fl.binary_cross_entropy_with_logits(x, y, return_grad=True),
         "bce 320 grad weight": lambda: fl.binary_cross_entropy_with_logits(
-            x, y, weight=y, return_grad=True),
+            x, y, weight=y, return_grad=True
+        ),
         "focal 320 grad": lambda: fl.sigmoid_focal_loss(x, y, return_grad=True),
         "huber 320 grad": lambda: fl.huber_loss(x, y, return_grad=True),
         "huber 320 grad_out": lambda: fl.huber_loss(x, y, return_grad=True, grad_out=g),
@@ -42,7 +43,7 @@ def cases():
     for name in ("mse_loss", "l1_loss"):
         f = getattr(fl, name, None)
         if f is not None:
-            out[f"{name[:-5]} 320 grad"] = (lambda f=f: f(x, y, return_grad=True))
+            out[f"{name[:-5]} 320 grad"] = lambda f=f: f(x, y, return_grad=True)
     return out
 
 

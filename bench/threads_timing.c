@@ -37,7 +37,7 @@ static int cmp_double(const void *a, const void *b)
 
 static float *xf, *tf, *gf, *lf;
 static int64_t *idx;
-static const fl_bcast NONE = {NULL, 1, 0, 0, 0, NULL, NULL};
+static const fl_bcast NONE = { NULL, 1, 0, 0, 0, NULL, NULL };
 
 enum { CE, BCE, HUBER };
 
@@ -107,31 +107,31 @@ int main(int argc, char **argv)
         int kind;
         fl_index rows, cols;
     } CASES[] = {
-        {"ce_index_f32 4096x1000", CE, 4096, 1000},
-        {"ce_index_f32 65536x10", CE, 65536, 10},
-        {"bce_f32 4M", BCE, 1, (fl_index)1 << 22},
-        {"huber_f32 4M", HUBER, 1, (fl_index)1 << 22},
+        { "ce_index_f32 4096x1000", CE, 4096, 1000 },
+        { "ce_index_f32 65536x10", CE, 65536, 10 },
+        { "bce_f32 4M", BCE, 1, (fl_index)1 << 22 },
+        { "huber_f32 4M", HUBER, 1, (fl_index)1 << 22 },
         /* around the threshold: 64K, 128K, 256K, 512K, 1M elements */
-        {"ce_index_f32 6554x10", CE, 6554, 10},
-        {"ce_index_f32 13108x10", CE, 13108, 10},
-        {"ce_index_f32 26215x10", CE, 26215, 10},
-        {"ce_index_f32 52429x10", CE, 52429, 10},
-        {"ce_index_f32 104858x10", CE, 104858, 10},
-        {"ce_index_f32 66x1000", CE, 66, 1000},
-        {"ce_index_f32 132x1000", CE, 132, 1000},
-        {"ce_index_f32 263x1000", CE, 263, 1000},
-        {"ce_index_f32 525x1000", CE, 525, 1000},
-        {"ce_index_f32 1049x1000", CE, 1049, 1000},
-        {"bce_f32 64K", BCE, 1, 1 << 16},
-        {"bce_f32 128K", BCE, 1, 1 << 17},
-        {"bce_f32 256K", BCE, 1, 1 << 18},
-        {"bce_f32 512K", BCE, 1, 1 << 19},
-        {"bce_f32 1M", BCE, 1, 1 << 20},
-        {"huber_f32 64K", HUBER, 1, 1 << 16},
-        {"huber_f32 128K", HUBER, 1, 1 << 17},
-        {"huber_f32 256K", HUBER, 1, 1 << 18},
-        {"huber_f32 512K", HUBER, 1, 1 << 19},
-        {"huber_f32 1M", HUBER, 1, 1 << 20},
+        { "ce_index_f32 6554x10", CE, 6554, 10 },
+        { "ce_index_f32 13108x10", CE, 13108, 10 },
+        { "ce_index_f32 26215x10", CE, 26215, 10 },
+        { "ce_index_f32 52429x10", CE, 52429, 10 },
+        { "ce_index_f32 104858x10", CE, 104858, 10 },
+        { "ce_index_f32 66x1000", CE, 66, 1000 },
+        { "ce_index_f32 132x1000", CE, 132, 1000 },
+        { "ce_index_f32 263x1000", CE, 263, 1000 },
+        { "ce_index_f32 525x1000", CE, 525, 1000 },
+        { "ce_index_f32 1049x1000", CE, 1049, 1000 },
+        { "bce_f32 64K", BCE, 1, 1 << 16 },
+        { "bce_f32 128K", BCE, 1, 1 << 17 },
+        { "bce_f32 256K", BCE, 1, 1 << 18 },
+        { "bce_f32 512K", BCE, 1, 1 << 19 },
+        { "bce_f32 1M", BCE, 1, 1 << 20 },
+        { "huber_f32 64K", HUBER, 1, 1 << 16 },
+        { "huber_f32 128K", HUBER, 1, 1 << 17 },
+        { "huber_f32 256K", HUBER, 1, 1 << 18 },
+        { "huber_f32 512K", HUBER, 1, 1 << 19 },
+        { "huber_f32 1M", HUBER, 1, 1 << 20 },
     };
     xf = malloc((size_t)maxn * sizeof(float));
     tf = malloc((size_t)maxn * sizeof(float));

@@ -39,11 +39,12 @@
 
 /* ---- array loops (vectorised for fl_*; libm calls stay scalar) ----------- */
 
-#define ARRAY_LOOP(name, T, expr)                                  \
-    static void name(const T *x, T *y, int n)                     \
-    {                                                              \
-        int i;                                                     \
-        for (i = 0; i < n; i++) y[i] = expr(x[i]);                 \
+#define ARRAY_LOOP(name, T, expr)                                                                  \
+    static void name(const T *x, T *y, int n)                                                      \
+    {                                                                                              \
+        int i;                                                                                     \
+        for (i = 0; i < n; i++)                                                                    \
+            y[i] = expr(x[i]);                                                                     \
     }
 
 ARRAY_LOOP(a_fl_exp_f32, float, fl_exp_f32)
@@ -83,36 +84,58 @@ struct func {
 
 static int range_exp(float x)
 {
-    if (x != x) return 3;
-    if (x >= -104.0f && x <= 89.0f) return x <= 0.0f ? 0 : 1;
+    if (x != x)
+        return 3;
+    if (x >= -104.0f && x <= 89.0f)
+        return x <= 0.0f ? 0 : 1;
     return 2;
 }
 
 static int range_log(float x)
 {
-    if (x != x) return 3;
-    if (x > 0.0f && x < FLT_MIN) return 0;
-    if (x >= FLT_MIN && x <= 1.0f) return 1;
-    if (x > 1.0f) return 2; /* includes +inf */
-    return 3;               /* zeros, negatives */
+    if (x != x)
+        return 3;
+    if (x > 0.0f && x < FLT_MIN)
+        return 0;
+    if (x >= FLT_MIN && x <= 1.0f)
+        return 1;
+    if (x > 1.0f)
+        return 2; /* includes +inf */
+    return 3;     /* zeros, negatives */
 }
 
 static int range_log1p(float x)
 {
-    if (x != x) return 4;
-    if (x >= 0.0f && x <= 1.0f) return 0;
-    if (x > -1.0f && x < 0.0f) return 1;
-    if (x > 1.0f) return 2;
+    if (x != x)
+        return 4;
+    if (x >= 0.0f && x <= 1.0f)
+        return 0;
+    if (x > -1.0f && x < 0.0f)
+        return 1;
+    if (x > 1.0f)
+        return 2;
     return 3; /* x <= -1 */
 }
 
 static const struct func funcs[3] = {
-    {"exp_f32", a_fl_exp_f32, exp, 4,
-     {"[-104, 0]", "(0, 89]", "outside [-104, 89] (0 / inf)", "NaN"}, range_exp},
-    {"log_f32", a_fl_log_f32, log, 4,
-     {"(0, FLT_MIN) subnormal", "[FLT_MIN, 1]", "(1, inf]", "<= 0 and NaN"}, range_log},
-    {"log1p_f32", a_fl_log1p_f32, log1p, 5,
-     {"[0, 1] (incl. subnormals)", "(-1, 0)", "(1, inf]", "<= -1", "NaN"}, range_log1p},
+    { "exp_f32",
+      a_fl_exp_f32,
+      exp,
+      4,
+      { "[-104, 0]", "(0, 89]", "outside [-104, 89] (0 / inf)", "NaN" },
+      range_exp },
+    { "log_f32",
+      a_fl_log_f32,
+      log,
+      4,
+      { "(0, FLT_MIN) subnormal", "[FLT_MIN, 1]", "(1, inf]", "<= 0 and NaN" },
+      range_log },
+    { "log1p_f32",
+      a_fl_log1p_f32,
+      log1p,
+      5,
+      { "[0, 1] (incl. subnormals)", "(-1, 0)", "(1, inf]", "<= -1", "NaN" },
+      range_log1p },
 };
 
 static float from_bits32(uint32_t u)
@@ -129,8 +152,10 @@ static double ulp_err(float y, double ref)
     double a = fabs(ref), ulp;
     float rf = (float)ref;
     int e;
-    if (ref != ref) return y != y ? 0.0 : -1.0;
-    if (y != y) return -1.0;
+    if (ref != ref)
+        return y != y ? 0.0 : -1.0;
+    if (y != y)
+        return -1.0;
     if (rf - rf != 0.0f || y - y != 0.0f) /* an infinity on either side */
         return rf == y ? 0.0 : -1.0;
     if (a < FLT_MIN) {
@@ -146,7 +171,8 @@ static void sweep_block(const struct func *f, uint32_t base, struct range_stat *
 {
     float x[N], y[N];
     int i;
-    for (i = 0; i < N; i++) x[i] = from_bits32(base + (uint32_t)i);
+    for (i = 0; i < N; i++)
+        x[i] = from_bits32(base + (uint32_t)i);
     f->arr(x, y, N);
     for (i = 0; i < N; i++) {
         double ref = f->ref((double)x[i]);
@@ -157,7 +183,8 @@ static void sweep_block(const struct func *f, uint32_t base, struct range_stat *
             s->bad_class++;
             continue;
         }
-        if (y[i] == (float)ref || (y[i] != y[i] && ref != ref)) s->exact++;
+        if (y[i] == (float)ref || (y[i] != y[i] && ref != ref))
+            s->exact++;
         if (e > s->max_ulp || (e == s->max_ulp && base + (uint32_t)i < s->worst_bits)) {
             s->max_ulp = e;
             s->worst_bits = base + (uint32_t)i;
@@ -190,9 +217,11 @@ static int run_sweep(const char *only)
         struct range_stat total[MAX_RANGES];
         long blk;
         int r;
-        if (only && strcmp(only, f->name) != 0) continue;
+        if (only && strcmp(only, f->name) != 0)
+            continue;
         memset(total, 0, sizeof total);
-        for (r = 0; r < MAX_RANGES; r++) total[r].worst_bits = 0xffffffffu;
+        for (r = 0; r < MAX_RANGES; r++)
+            total[r].worst_bits = 0xffffffffu;
 #ifdef _OPENMP
 #pragma omp parallel
 #endif
@@ -200,11 +229,13 @@ static int run_sweep(const char *only)
             struct range_stat mine[MAX_RANGES];
             int q;
             memset(mine, 0, sizeof mine);
-            for (q = 0; q < MAX_RANGES; q++) mine[q].worst_bits = 0xffffffffu;
+            for (q = 0; q < MAX_RANGES; q++)
+                mine[q].worst_bits = 0xffffffffu;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 64)
 #endif
-            for (blk = 0; blk < (1L << 20); blk++) sweep_block(f, (uint32_t)blk * N, mine);
+            for (blk = 0; blk < (1L << 20); blk++)
+                sweep_block(f, (uint32_t)blk * N, mine);
 #ifdef _OPENMP
 #pragma omp critical
 #endif
@@ -218,9 +249,11 @@ static int run_sweep(const char *only)
                 printf(" at x=%.9g (0x%08lx)", from_bits32(s->worst_bits),
                        (unsigned long)s->worst_bits);
             printf("  correctly rounded %.4f%%", 100.0 * (double)s->exact / (double)s->count);
-            if (s->bad_class) printf("  WRONG CLASS x%llu", (unsigned long long)s->bad_class);
+            if (s->bad_class)
+                printf("  WRONG CLASS x%llu", (unsigned long long)s->bad_class);
             printf("\n");
-            if (s->bad_class || s->max_ulp > 2.0) failed = 1;
+            if (s->bad_class || s->max_ulp > 2.0)
+                failed = 1;
         }
     }
     return failed;
@@ -246,9 +279,11 @@ static double time32(arr32 fn, const float *x, float *y)
     vp32 = fn;
     for (rep = 0; rep < 7; rep++) {
         double t0 = now_s(), t;
-        for (it = 0; it < 200; it++) vp32(x, y, N);
+        for (it = 0; it < 200; it++)
+            vp32(x, y, N);
         t = (now_s() - t0) / (200.0 * N) * 1e9;
-        if (t < best) best = t;
+        if (t < best)
+            best = t;
         sink += y[rep];
     }
     return best;
@@ -261,9 +296,11 @@ static double time64(arr64 fn, const double *x, double *y)
     vp64 = fn;
     for (rep = 0; rep < 7; rep++) {
         double t0 = now_s(), t;
-        for (it = 0; it < 200; it++) vp64(x, y, N);
+        for (it = 0; it < 200; it++)
+            vp64(x, y, N);
         t = (now_s() - t0) / (200.0 * N) * 1e9;
-        if (t < best) best = t;
+        if (t < best)
+            best = t;
         sink += y[rep];
     }
     return best;
@@ -289,18 +326,16 @@ static void run_timing(void)
     }
     printf("throughput, ns/element over a %d-element array (best of 7 x 200 passes)\n", N);
     printf("  %-28s %10s %10s %8s\n", "function (input range)", "fl_vmath", "libm", "speedup");
-#define ROW(label, t_ours, t_libm)                                                   \
-    a = (t_ours);                                                                    \
-    b = (t_libm);                                                                    \
+#define ROW(label, t_ours, t_libm)                                                                 \
+    a = (t_ours);                                                                                  \
+    b = (t_libm);                                                                                  \
     printf("  %-28s %10.3f %10.3f %7.2fx\n", label, a, b, b / a);
     ROW("exp_f32   [-20, 0]", time32(a_fl_exp_f32, xe32, y32), time32(a_libm_exp_f32, xe32, y32));
     ROW("log_f32   (0, 1]", time32(a_fl_log_f32, xl32, y32), time32(a_libm_log_f32, xl32, y32));
-    ROW("log1p_f32 [0, 1]", time32(a_fl_log1p_f32, xp32, y32),
-        time32(a_libm_log1p_f32, xp32, y32));
+    ROW("log1p_f32 [0, 1]", time32(a_fl_log1p_f32, xp32, y32), time32(a_libm_log1p_f32, xp32, y32));
     ROW("exp_f64   [-20, 0]", time64(a_fl_exp_f64, xe64, y64), time64(a_libm_exp_f64, xe64, y64));
     ROW("log_f64   (0, 1]", time64(a_fl_log_f64, xl64, y64), time64(a_libm_log_f64, xl64, y64));
-    ROW("log1p_f64 [0, 1]", time64(a_fl_log1p_f64, xp64, y64),
-        time64(a_libm_log1p_f64, xp64, y64));
+    ROW("log1p_f64 [0, 1]", time64(a_fl_log1p_f64, xp64, y64), time64(a_libm_log1p_f64, xp64, y64));
 #undef ROW
 }
 
@@ -325,8 +360,10 @@ int main(int argc, char **argv)
            ""
 #endif
     );
-    if (do_time) run_timing();
-    if (do_sweep) failed = run_sweep(argc > 2 ? argv[2] : NULL);
+    if (do_time)
+        run_timing();
+    if (do_sweep)
+        failed = run_sweep(argc > 2 ? argv[2] : NULL);
     printf("%s (checksum %g)\n", failed ? "SWEEP FAILED" : "done", (double)sink);
     return failed;
 }

@@ -35,13 +35,14 @@ typedef struct {
     fl_kernel_fn k[FL_N_LOSSES][2];
 } fl_table;
 
-#define FL_TARGET_DECLARE(TGT, name)                                                         \
-    int fl_##name##_f32_##TGT(const fl_args *, fl_result *);                                 \
+#define FL_TARGET_DECLARE(TGT, name)                                                               \
+    int fl_##name##_f32_##TGT(const fl_args *, fl_result *);                                       \
     int fl_##name##_f64_##TGT(const fl_args *, fl_result *);
-#define FL_TARGET_ENTRY(TGT, name) [FL_ID_##name] = {fl_##name##_f64_##TGT, fl_##name##_f32_##TGT},
-#define FL_TARGET_TABLE(TGT)                                                                 \
-    FL_LOSSES(FL_TARGET_DECLARE, TGT)                                                        \
-    static const fl_table fl_table_##TGT = {#TGT, {FL_LOSSES(FL_TARGET_ENTRY, TGT)}};
+#define FL_TARGET_ENTRY(TGT, name)                                                                 \
+    [FL_ID_##name] = { fl_##name##_f64_##TGT, fl_##name##_f32_##TGT },
+#define FL_TARGET_TABLE(TGT)                                                                       \
+    FL_LOSSES(FL_TARGET_DECLARE, TGT)                                                              \
+    static const fl_table fl_table_##TGT = { #TGT, { FL_LOSSES(FL_TARGET_ENTRY, TGT) } };
 
 FL_TARGET_TABLE(baseline)
 #ifdef FL_HAVE_AVX2
@@ -83,8 +84,7 @@ static int fl_cpu_avx512(void)
         return 0;
     __cpuidex(r, 7, 0);
     /* F (16), DQ (17), BW (30), VL (31) */
-    return ((r[1] >> 16) & 1) && ((r[1] >> 17) & 1) && ((r[1] >> 30) & 1) &&
-           ((r[1] >> 31) & 1);
+    return ((r[1] >> 16) & 1) && ((r[1] >> 17) & 1) && ((r[1] >> 30) & 1) && ((r[1] >> 31) & 1);
 }
 #elif defined(FL_X86_64) && (defined(__GNUC__) || defined(__clang__))
 static int fl_cpu_avx2(void)
@@ -123,10 +123,9 @@ static const fl_table *fl_active = NULL;
 #define FL_LOAD_TABLE() __atomic_load_n(&fl_active, __ATOMIC_ACQUIRE)
 #define FL_STORE_TABLE(t) __atomic_store_n(&fl_active, (t), __ATOMIC_RELEASE)
 #elif defined(_MSC_VER)
-#define FL_LOAD_TABLE()                                                                      \
-    ((const fl_table *)_InterlockedCompareExchangePointer((void *volatile *)&fl_active, NULL, \
-                                                          NULL))
-#define FL_STORE_TABLE(t)                                                                    \
+#define FL_LOAD_TABLE()                                                                            \
+    ((const fl_table *)_InterlockedCompareExchangePointer((void *volatile *)&fl_active, NULL, NULL))
+#define FL_STORE_TABLE(t)                                                                          \
     ((void)_InterlockedExchangePointer((void *volatile *)&fl_active, (void *)(t)))
 #else
 #define FL_LOAD_TABLE() fl_active
@@ -233,17 +232,14 @@ int fl_run(int id, int f32, const fl_args *args, fl_result *result)
 }
 
 #define FL_NAME_STRING(arg, name) #name,
-static const char *const fl_loss_names[] = {FL_LOSSES(FL_NAME_STRING, ~)};
+static const char *const fl_loss_names[] = { FL_LOSSES(FL_NAME_STRING, ~) };
 
-const char *fl_loss_name(int id)
-{
-    return id >= 0 && id < FL_N_LOSSES ? fl_loss_names[id] : NULL;
-}
+const char *fl_loss_name(int id) { return id >= 0 && id < FL_N_LOSSES ? fl_loss_names[id] : NULL; }
 
-#define FL_FORWARD(S, name)                                                                  \
-    int fl_##name##_##S(const fl_args *args, fl_result *result)                              \
-    {                                                                                        \
-        return fl_run(FL_ID_##name, FL_IS_##S, args, result);                                \
+#define FL_FORWARD(S, name)                                                                        \
+    int fl_##name##_##S(const fl_args *args, fl_result *result)                                    \
+    {                                                                                              \
+        return fl_run(FL_ID_##name, FL_IS_##S, args, result);                                      \
     }
 #define FL_IS_f32 1
 #define FL_IS_f64 0

@@ -53,7 +53,7 @@ static inline FL_T FL_SFX(relu_neg)(FL_T x) { return x < 0 ? -x : (FL_T)0; }
 #define FL_HORNER3(q, e, a, b, c) (FL_HORNER2(q, e, a, b), FL_HORNER1(q, e, c))
 #define FL_HORNER4(q, e, a, b, c, d) (FL_HORNER2(q, e, a, b), FL_HORNER2(q, e, c, d))
 #define FL_HORNER5(q, e, a, b, c, d, f) (FL_HORNER4(q, e, a, b, c, d), FL_HORNER1(q, e, f))
-#define FL_HORNER7(q, e, a, b, c, d, f, g, h)                                                 \
+#define FL_HORNER7(q, e, a, b, c, d, f, g, h)                                                      \
     (FL_HORNER4(q, e, a, b, c, d), FL_HORNER3(q, e, f, g, h))
 #endif
 FL_FORCE_INLINE FL_T FL_SFX(log1p_unit)(FL_T e)
@@ -63,19 +63,19 @@ FL_FORCE_INLINE FL_T FL_SFX(log1p_unit)(FL_T e)
 #if FL_IS_F32
     FL_T q = -0.001770662617086398f;
     FL_HORNER5(q, e, 0.01172534098762865f, -0.03631710700126946f, 0.07204850269975431f,
-                -0.10774868340732503f, 0.13762709367639858f);
+               -0.10774868340732503f, 0.13762709367639858f);
     FL_HORNER5(q, e, -0.165636182748411f, 0.1998781927048246f, -0.24999246332594177f,
-                0.3333331484308961f, -0.49999999923880306f);
+               0.3333331484308961f, -0.49999999923880306f);
 #else
     FL_T q = 1.507843780222621e-05;
     FL_HORNER7(q, e, -0.0001818830325500265, 0.001043354876634814, -0.0038046517253179694,
-                0.009968982838076882, -0.020179668043339125, 0.03327845491726436,
-                -0.046798182549893104);
+               0.009968982838076882, -0.020179668043339125, 0.03327845491726436,
+               -0.046798182549893104);
     FL_HORNER7(q, e, 0.05858685252957079, -0.06799320385322372, 0.07573035633807378,
-                -0.08299931758127772, 0.09083470413958532, -0.09998705428075007,
-                0.11110938960467566);
+               -0.08299931758127772, 0.09083470413958532, -0.09998705428075007,
+               0.11110938960467566);
     FL_HORNER7(q, e, -0.12499983019721868, 0.14285713092791552, -0.1666666661032813,
-                0.19999999998361212, -0.2499999999997462, 0.33333333333333176, -0.5);
+               0.19999999998361212, -0.2499999999997462, 0.33333333333333176, -0.5);
 #endif
     return FL_FMA(e * e, q, e);
 }
@@ -90,7 +90,7 @@ static inline FL_T FL_SFX(powg)(FL_T x, FL_T g) { return FL_EXP(g * FL_LOG(x)); 
  * float32 losses is right to float32 precision. */
 static inline double FL_SFX(block_sum)(const FL_T *l, fl_index n)
 {
-    double acc[FL_LANES] = {0};
+    double acc[FL_LANES] = { 0 };
     fl_index i = 0;
     double total = 0.0;
     for (; i + FL_LANES <= n; i += FL_LANES)

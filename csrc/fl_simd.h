@@ -24,9 +24,13 @@
 #define FL_VSET1(x) _mm512_set1_ps(x)
 #define FL_VADD(a, b) _mm512_add_ps(a, b)
 #define FL_VMAX(v, m) _mm512_max_ps(v, m)
-#define FL_VIS1(v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(1.0f), _CMP_EQ_OQ), _mm512_set1_ps(1.0f))
+#define FL_VIS1(v)                                                                                 \
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(1.0f), _CMP_EQ_OQ),                   \
+                        _mm512_set1_ps(1.0f))
 #define FL_VNOT1(v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ), v)
-#define FL_VIDX(s) _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(s))
+#define FL_VIDX(s)                                                                                 \
+    _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),    \
+                       _mm512_set1_epi32(s))
 #define FL_VGATHER(p, s) _mm512_i32gather_ps(FL_VIDX(s), p, 4)
 #define FL_VSCATTER(p, s, v) _mm512_i32scatter_ps(p, FL_VIDX(s), v, 4)
 #define FL_HAVE_GATHER 1
@@ -39,9 +43,11 @@
 #define FL_VSET1(x) _mm512_set1_pd(x)
 #define FL_VADD(a, b) _mm512_add_pd(a, b)
 #define FL_VMAX(v, m) _mm512_max_pd(v, m)
-#define FL_VIS1(v) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, _mm512_set1_pd(1.0), _CMP_EQ_OQ), _mm512_set1_pd(1.0))
+#define FL_VIS1(v)                                                                                 \
+    _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, _mm512_set1_pd(1.0), _CMP_EQ_OQ), _mm512_set1_pd(1.0))
 #define FL_VNOT1(v) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, _mm512_set1_pd(1.0), _CMP_NEQ_UQ), v)
-#define FL_VIDX(s) _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
+#define FL_VIDX(s)                                                                                 \
+    _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
 #define FL_VGATHER(p, s) _mm512_i32gather_pd(FL_VIDX(s), p, 8)
 #define FL_VSCATTER(p, s, v) _mm512_i32scatter_pd(p, FL_VIDX(s), v, 8)
 #define FL_HAVE_GATHER 1
@@ -54,10 +60,13 @@
 #define FL_VSET1(x) _mm256_set1_ps(x)
 #define FL_VADD(a, b) _mm256_add_ps(a, b)
 #define FL_VMAX(v, m) _mm256_max_ps(v, m)
-#define FL_VIS1(v) _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(1.0f), _CMP_EQ_OQ), _mm256_set1_ps(1.0f))
+#define FL_VIS1(v)                                                                                 \
+    _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(1.0f), _CMP_EQ_OQ), _mm256_set1_ps(1.0f))
 #define FL_VNOT1(v) _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_set1_ps(1.0f), _CMP_EQ_OQ), v)
 #if defined(__AVX2__)
-#define FL_VGATHER(p, s) _mm256_i32gather_ps(p, _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s)), 4)
+#define FL_VGATHER(p, s)                                                                           \
+    _mm256_i32gather_ps(                                                                           \
+        p, _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s)), 4)
 #define FL_HAVE_GATHER 1
 #endif
 #elif !FL_IS_F32 && defined(__AVX__)
@@ -68,10 +77,12 @@
 #define FL_VSET1(x) _mm256_set1_pd(x)
 #define FL_VADD(a, b) _mm256_add_pd(a, b)
 #define FL_VMAX(v, m) _mm256_max_pd(v, m)
-#define FL_VIS1(v) _mm256_and_pd(_mm256_cmp_pd(v, _mm256_set1_pd(1.0), _CMP_EQ_OQ), _mm256_set1_pd(1.0))
+#define FL_VIS1(v)                                                                                 \
+    _mm256_and_pd(_mm256_cmp_pd(v, _mm256_set1_pd(1.0), _CMP_EQ_OQ), _mm256_set1_pd(1.0))
 #define FL_VNOT1(v) _mm256_andnot_pd(_mm256_cmp_pd(v, _mm256_set1_pd(1.0), _CMP_EQ_OQ), v)
 #if defined(__AVX2__)
-#define FL_VGATHER(p, s) _mm256_i32gather_pd(p, _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s)), 8)
+#define FL_VGATHER(p, s)                                                                           \
+    _mm256_i32gather_pd(p, _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s)), 8)
 #define FL_HAVE_GATHER 1
 #endif
 #elif FL_IS_F32 && FL_HAVE_SSE2

@@ -100,12 +100,12 @@
 /* ---- bit casts ----------------------------------------------------------- */
 
 /* memcpy: the portable, aliasing-safe bit cast (compiled to a register move) */
-#define FL__VM_BITCAST(name, From, To)                                                       \
-    static inline To name(From x)                                                            \
-    {                                                                                        \
-        To u;                                                                                \
-        memcpy(&u, &x, sizeof u);                                                            \
-        return u;                                                                            \
+#define FL__VM_BITCAST(name, From, To)                                                             \
+    static inline To name(From x)                                                                  \
+    {                                                                                              \
+        To u;                                                                                      \
+        memcpy(&u, &x, sizeof u);                                                                  \
+        return u;                                                                                  \
     }
 FL__VM_BITCAST(fl__vm_bits32, float, uint32_t)
 FL__VM_BITCAST(fl__vm_from32, uint32_t, float)
@@ -131,8 +131,8 @@ FL_VM_INLINE float fl_exp_f32(float x)
      * they give garbage that the selects at the end replace.  NaN
      * propagates through the arithmetic and passes both selects. */
     t = FL__MADF(x, 1.44269502f, FL__SHIFT_F); /* 1.5*2^23 + n, n = round(x/ln2) */
-    n = t - FL__SHIFT_F;                         /* n in [-150, 128], exact */
-    t1 = FL__MADF(n, 0.5f, FL__SHIFT_F);         /* 1.5*2^23 + n1, n1 = round(n/2) */
+    n = t - FL__SHIFT_F;                       /* n in [-150, 128], exact */
+    t1 = FL__MADF(n, 0.5f, FL__SHIFT_F);       /* 1.5*2^23 + n1, n1 = round(n/2) */
 
     /* r = x - n ln2; n * FL__LN2_HI_F is exact, so no fma is needed */
     r = FL__MADF(-n, FL__LN2_LO_F, FL__MADF(-n, FL__LN2_HI_F, x));
@@ -154,7 +154,7 @@ FL_VM_INLINE float fl_exp_f32(float x)
     ut1 = fl__vm_bits32(t1);
     s1 = fl__vm_from32((ut1 - FL__SHIFT_F_BITS + 127u) << 23);
     s2 = fl__vm_from32((ut - ut1 + 127u) << 23);
-    y = (p * s1) * s2; /* p * s1 is exact; one rounding at the end */
+    y = (p * s1) * s2;                              /* p * s1 is exact; one rounding at the end */
     y = x > 89.0f ? fl__vm_from32(0x7f800000u) : y; /* includes +inf */
     y = x < -104.0f ? 0.0f : y;                     /* includes -inf */
     return y;
@@ -213,8 +213,8 @@ FL_VM_INLINE float fl_log1p_f32(float x)
     y = fl__log_core_f32(u, 0.0f, c);
 
     y = x > -1.0f ? y : (x == -1.0f ? -inf : nan);
-    y = x < inf ? y : x;    /* +inf -> +inf, NaN -> NaN */
-    y = x == 0.0f ? x : y;  /* keep the sign of zero */
+    y = x < inf ? y : x;   /* +inf -> +inf, NaN -> NaN */
+    y = x == 0.0f ? x : y; /* keep the sign of zero */
     return y;
 }
 
@@ -235,8 +235,8 @@ FL_VM_INLINE double fl_exp_f64(double x)
     /* Valid for x in [-746, 710] (exp(710) overflows, exp(-746) is below
      * half the smallest subnormal); the selects at the end fix the rest. */
     t = FL__MADD(x, 1.4426950408889634, FL__SHIFT_D);
-    n = t - FL__SHIFT_D;                 /* n in [-1076, 1024] */
-    t1 = FL__MADD(n, 0.5, FL__SHIFT_D);  /* n1 = round(n/2) */
+    n = t - FL__SHIFT_D;                /* n in [-1076, 1024] */
+    t1 = FL__MADD(n, 0.5, FL__SHIFT_D); /* n1 = round(n/2) */
 
     r = FL__MADD(-n, FL__LN2_LO_D, FL__MADD(-n, FL__LN2_HI_D, x));
     r2 = r * r;
@@ -271,8 +271,8 @@ FL_VM_INLINE double fl__log_core_f64(double u, double kofs, double c)
 
     iu = fl__vm_bits64(u) + (UINT64_C(0x3ff0000000000000) - UINT64_C(0x3fe6a09e667f3bcd));
     /* biased exponent -> double without an int64 conversion instruction */
-    k = (fl__vm_from64((iu >> 52) | UINT64_C(0x4330000000000000)) - 4503599627370496.0)
-        - (1023.0 + kofs);
+    k = (fl__vm_from64((iu >> 52) | UINT64_C(0x4330000000000000)) - 4503599627370496.0) -
+        (1023.0 + kofs);
     m = fl__vm_from64((iu & UINT64_C(0x000fffffffffffff)) + UINT64_C(0x3fe6a09e667f3bcd));
 
     f = m - 1.0;

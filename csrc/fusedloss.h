@@ -80,25 +80,25 @@ enum {
 /* The arguments of every kernel.  Zero-initialise, then set what applies
  * (grad_scale too: 0 makes every gradient 0). */
 typedef struct {
-    fl_index n;            /* elements (element-wise losses) or rows (class-axis) */
-    fl_index n_classes;    /* class-axis losses: classes per row */
-    fl_index class_stride; /* class-axis: elements between a row's consecutive classes;
-                              0 or 1 mean the class axis is last (the only layout the
-                              kernels implement so far: others give FL_E_UNSUPPORTED) */
+    fl_index n;                       /* elements (element-wise losses) or rows (class-axis) */
+    fl_index n_classes;               /* class-axis losses: classes per row */
+    fl_index class_stride;            /* class-axis: elements between a row's consecutive classes;
+                                         0 or 1 mean the class axis is last (the only layout the
+                                         kernels implement so far: others give FL_E_UNSUPPORTED) */
     const void *input[FL_MAX_INPUTS]; /* input[0]: logits / input; more for multi-input */
-    const void *target;    /* the compute dtype (input's shape) or int64 class indices */
-    fl_bcast weight;       /* element-wise: a weight per element; class-axis: the
-                              class weights (ptr, n_classes of them), or NULL */
-    fl_bcast weight2;      /* a second broadcast factor (BCE's pos_weight) */
-    int64_t ignore_index;  /* class-index targets equal to it are ignored */
-    double param[FL_MAX_PARAMS]; /* the loss's scalar parameters, in registry order */
-    double grad_scale;     /* factor on every gradient / hessian value (usually 1) */
-    int reduction;         /* FL_REDUCE_*: only MEAN changes what a kernel does */
-    int flags;             /* FL_NO_CHECK, FL_CHECK_ONLY */
-    int n_threads;         /* threads to use, caller included (<= 1: the caller only) */
-    void *loss_out;        /* per element / row losses, or NULL */
-    void *grad[FL_MAX_INPUTS]; /* gradient per input, or NULL */
-    void *hess;            /* diagonal hessian with respect to input[0], or NULL */
+    const void *target;               /* the compute dtype (input's shape) or int64 class indices */
+    fl_bcast weight;                  /* element-wise: a weight per element; class-axis: the
+                                         class weights (ptr, n_classes of them), or NULL */
+    fl_bcast weight2;                 /* a second broadcast factor (BCE's pos_weight) */
+    int64_t ignore_index;             /* class-index targets equal to it are ignored */
+    double param[FL_MAX_PARAMS];      /* the loss's scalar parameters, in registry order */
+    double grad_scale;                /* factor on every gradient / hessian value (usually 1) */
+    int reduction;                    /* FL_REDUCE_*: only MEAN changes what a kernel does */
+    int flags;                        /* FL_NO_CHECK, FL_CHECK_ONLY */
+    int n_threads;                    /* threads to use, caller included (<= 1: the caller only) */
+    void *loss_out;                   /* per element / row losses, or NULL */
+    void *grad[FL_MAX_INPUTS];        /* gradient per input, or NULL */
+    void *hess;                       /* diagonal hessian with respect to input[0], or NULL */
 } fl_args;
 
 typedef struct {

@@ -245,7 +245,7 @@ static void fl_set_stop(fl_job *job)
 static int fl_run_one(fl_job *job, fl_index s, fl_poll *poll)
 {
     fl_index begin, end, b;
-    double sum[FL_NACC] = {0.0};
+    double sum[FL_NACC] = { 0.0 };
     int k;
     fl_segment_bounds(job->n_units, job->n_seg, s, &begin, &end);
     for (b = begin; b < end; b += job->piece) {
@@ -260,7 +260,7 @@ static int fl_run_one(fl_job *job, fl_index s, fl_poll *poll)
         }
         {
             /* each piece sums from zero; pieces are added in order */
-            double piece[FL_NACC] = {0.0};
+            double piece[FL_NACC] = { 0.0 };
             job->fn(job->ctx, b, e, (int)s, piece);
             for (k = 0; k < FL_NACC; ++k)
                 sum[k] += piece[k];
@@ -356,8 +356,7 @@ static int fl_run_parallel(fl_job *job, int n_helpers, fl_poll *poll)
 }
 
 /* How many threads (caller included) a call should use. */
-static fl_index fl_thread_count(fl_index n_units, fl_index unit_cost, fl_index n_seg,
-                                int n_threads)
+static fl_index fl_thread_count(fl_index n_units, fl_index unit_cost, fl_index n_seg, int n_threads)
 {
     fl_index work, by_work, n;
     if (n_threads <= 1 || n_seg <= 1)
@@ -440,4 +439,3 @@ const char *fl_compiler(void)
     return "unknown C compiler";
 #endif
 }
-

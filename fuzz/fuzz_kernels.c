@@ -63,10 +63,10 @@ static uint64_t rd_bits(reader *r, int bytes)
 }
 
 static const double SPECIAL[] = {
-    0.0, -0.0, 1.0, -1.0, 0.5, NAN, INFINITY, -INFINITY, 1e-45, 1e-40, -1e-40,
-    4.9e-324, 1e-310, 1e-300, 88.0, -88.0, 100.0, -100.0, 710.0, -710.0, 1e30,
-    -1e30, 3.4e38, -3.4e38, 1e300, -1e300, DBL_MAX, -DBL_MAX, FLT_MIN, DBL_MIN,
-    0.25, 0.75, 1e-8, 30.0, -30.0, 16.0, 1e4,
+    0.0,    -0.0,     1.0,    -1.0,    0.5,   NAN,    INFINITY, -INFINITY, 1e-45,   1e-40,
+    -1e-40, 4.9e-324, 1e-310, 1e-300,  88.0,  -88.0,  100.0,    -100.0,    710.0,   -710.0,
+    1e30,   -1e30,    3.4e38, -3.4e38, 1e300, -1e300, DBL_MAX,  -DBL_MAX,  FLT_MIN, DBL_MIN,
+    0.25,   0.75,     1e-8,   30.0,    -30.0, 16.0,   1e4,
 };
 #define N_SPECIAL ((unsigned)(sizeof SPECIAL / sizeof SPECIAL[0]))
 
@@ -109,8 +109,8 @@ static void report_diff(const void *a, const void *b, int f32, fl_index n, const
         double xv = f32 ? (double)((const float *)x)[i] : ((const double *)x)[i];
         if (memcmp((const char *)a + i * (f32 ? 4 : 8), (const char *)b + i * (f32 ? 4 : 8),
                    f32 ? 4 : 8)) {
-            fprintf(stderr, "  first difference at %ld: %.17g vs %.17g (input %.17g)\n",
-                    (long)i, u, v, xv);
+            fprintf(stderr, "  first difference at %ld: %.17g vs %.17g (input %.17g)\n", (long)i, u,
+                    v, xv);
             return;
         }
     }
@@ -152,22 +152,34 @@ static void *dup(const void *src, size_t bytes)
 
 /* ---------------------------------------------------------------- one call */
 
-enum { K_CHECK, K_CE_INDEX, K_CE_PROB, K_BCE, K_FOCAL, K_HUBER, K_SMOOTH_L1, K_MSE, K_L1,
-       K_INTROSPECT, N_KERNELS };
-static const char *const KNAME[] = {"ce_check_targets", "ce_index", "ce_prob", "bce",
-                                    "focal", "huber", "smooth_l1", "mse", "l1",
-                                    "introspection"};
+enum {
+    K_CHECK,
+    K_CE_INDEX,
+    K_CE_PROB,
+    K_BCE,
+    K_FOCAL,
+    K_HUBER,
+    K_SMOOTH_L1,
+    K_MSE,
+    K_L1,
+    K_INTROSPECT,
+    N_KERNELS
+};
+static const char *const KNAME[] = {
+    "ce_check_targets", "ce_index", "ce_prob", "bce",          "focal", "huber",
+    "smooth_l1",        "mse",      "l1",      "introspection"
+};
 
 typedef struct {
     int kernel, f32;
-    fl_index rows, C, n;          /* n = rows * C for every kernel */
-    double eps, alpha, gamma, k;  /* label smoothing, focal, delta / beta */
+    fl_index rows, C, n;         /* n = rows * C for every kernel */
+    double eps, alpha, gamma, k; /* label smoothing, focal, delta / beta */
     double scale;
     int64_t ignore;
-    void *x, *t;                  /* logits / input, float targets */
-    int64_t *idx;                 /* class indices */
-    void *w;                      /* class weights (C) or NULL */
-    fl_bcast bw, bpw;             /* BCE weight, pos_weight */
+    void *x, *t;      /* logits / input, float targets */
+    int64_t *idx;     /* class indices */
+    void *w;          /* class weights (C) or NULL */
+    fl_bcast bw, bpw; /* BCE weight, pos_weight */
     void *bw_buf, *bpw_buf;
     size_t bw_len, bpw_len;
     /* general form: shapes and strides, and the weights materialised */
@@ -206,8 +218,8 @@ static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad
             return fl_ce_index_f32(xf, c->idx, c->rows, c->C, (const float *)c->w, c->ignore,
                                    c->eps, c->scale, lo, g, n_threads, bad_pos, bad_value);
         case K_CE_PROB:
-            return fl_ce_prob_f32(xf, tf, c->rows, c->C, (const float *)c->w, c->eps,
-                                  c->scale, lo, g, n_threads);
+            return fl_ce_prob_f32(xf, tf, c->rows, c->C, (const float *)c->w, c->eps, c->scale, lo,
+                                  g, n_threads);
         case K_BCE:
             return fl_bce_f32(xf, tf, c->n, c->bw, c->bpw, c->scale, lo, g, n_threads);
         case K_FOCAL:
@@ -231,8 +243,8 @@ static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad
             return fl_ce_index_f64(xd, c->idx, c->rows, c->C, (const double *)c->w, c->ignore,
                                    c->eps, c->scale, lo, g, n_threads, bad_pos, bad_value);
         case K_CE_PROB:
-            return fl_ce_prob_f64(xd, td, c->rows, c->C, (const double *)c->w, c->eps,
-                                  c->scale, lo, g, n_threads);
+            return fl_ce_prob_f64(xd, td, c->rows, c->C, (const double *)c->w, c->eps, c->scale, lo,
+                                  g, n_threads);
         case K_BCE:
             return fl_bce_f64(xd, td, c->n, c->bw, c->bpw, c->scale, lo, g, n_threads);
         case K_FOCAL:
@@ -264,7 +276,7 @@ static double get(const void *a, int f32, fl_index i)
 static void put(void *a, int f32, fl_index i, double v)
 {
     if (f32)
-        ((float *)a)[i] = (float)v;   /* values beyond float's range become +-inf */
+        ((float *)a)[i] = (float)v; /* values beyond float's range become +-inf */
     else
         ((double *)a)[i] = v;
 }
@@ -292,12 +304,11 @@ static double max_abs(const void *a, int f32, fl_index n)
  * and per axis a stride: 0 (broadcast), 1..5, or anything on a size-1 axis
  * (never used, its index is always 0).  Returns the number of weights the
  * strides reach: 1 + sum (shape - 1) * stride. */
-static size_t make_general(reader *r, const call_t *c, fl_index *shape, fl_index *stride,
-                           int *ndim)
+static size_t make_general(reader *r, const call_t *c, fl_index *shape, fl_index *stride, int *ndim)
 {
     fl_index f[4];
     int nf = 0, nd = 0;
-    const fl_index sizes[2] = {c->rows, c->C};
+    const fl_index sizes[2] = { c->rows, c->C };
     for (int q = 0; q < 2; ++q) {
         const fl_index m = sizes[q];
         fl_index d = 1 + (fl_index)rd_byte(r) % 8; /* split m = d * (m / d) when d divides it */
@@ -333,8 +344,8 @@ static size_t make_general(reader *r, const call_t *c, fl_index *shape, fl_index
 
 /* A broadcast weight for BCE: NULL, a scalar, per column, per row, full, or
  * the general form. */
-static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *len,
-                       fl_index *shape, fl_index *stride, void **full)
+static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *len, fl_index *shape,
+                       fl_index *stride, void **full)
 {
     const size_t es = c->f32 ? sizeof(float) : sizeof(double);
     unsigned mode = rd_byte(r) % 8;
@@ -350,7 +361,7 @@ static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *le
     *full = NULL;
     if (mode == 0 || mode == 5 || c->n == 0)
         return;
-    if (mode >= 6) {          /* general form */
+    if (mode >= 6) { /* general form */
         int nd;
         *len = make_general(r, c, shape, stride, &nd);
         *buf = xalloc(*len * es);
@@ -372,18 +383,18 @@ static void make_bcast(reader *r, call_t *c, fl_bcast *b, void **buf, size_t *le
         }
         return;
     }
-    if (mode == 1) {          /* scalar */
+    if (mode == 1) { /* scalar */
         *len = 1;
         b->cols = c->n;
-    } else if (mode == 2) {   /* varies over the last axis: (C,) */
+    } else if (mode == 2) { /* varies over the last axis: (C,) */
         *len = (size_t)c->C;
         b->cols = c->C;
         b->cs = 1;
-    } else if (mode == 3) {   /* varies over rows: (rows, 1) */
+    } else if (mode == 3) { /* varies over rows: (rows, 1) */
         *len = (size_t)c->rows;
         b->cols = c->C;
         b->rs = 1;
-    } else {                  /* full */
+    } else { /* full */
         *len = (size_t)c->n;
         b->cols = c->n;
         b->cs = 1;
@@ -404,10 +415,10 @@ static void check_targets(const call_t *c)
             want = i;
     }
     double denom = -1.0;
-    const fl_index got = c->f32
-        ? fl_ce_check_targets_f32(c->idx, c->rows, c->C, c->ignore, (const float *)c->w, &denom)
-        : fl_ce_check_targets_f64(c->idx, c->rows, c->C, c->ignore, (const double *)c->w,
-                                  &denom);
+    const fl_index got = c->f32 ? fl_ce_check_targets_f32(c->idx, c->rows, c->C, c->ignore,
+                                                          (const float *)c->w, &denom)
+                                : fl_ce_check_targets_f64(c->idx, c->rows, c->C, c->ignore,
+                                                          (const double *)c->w, &denom);
     if (got != want)
         fail("ce_check_targets: wrong first bad position", "ce_check_targets", c->f32, c->rows);
     if (got < 0 && !c->w) {
@@ -457,10 +468,9 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
         for (fl_index r = 0; r < c->rows && first_bad < 0; ++r)
             if (is_bad_index(c, r))
                 first_bad = r;
-#define BAD_CALL(which, expr)                                                                \
-    (bp = 4242, bv = 4242, tmp_sum = (expr), ce_index ? check_bad_pos(c, first_bad, bp, bv, which) \
-                                                      : (void)0,                             \
-     tmp_sum)
+#define BAD_CALL(which, expr)                                                                      \
+    (bp = 4242, bv = 4242, tmp_sum = (expr),                                                       \
+     ce_index ? check_bad_pos(c, first_bad, bp, bv, which) : (void)0, tmp_sum)
     double tmp_sum;
 
     /* copies of every input, to detect writes */
@@ -531,10 +541,9 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
             fail("ce_index: bad_pos set with every index valid or ignored", kn, f32, n);
         for (fl_index r = 0; r < c->rows; ++r) {
             const int bad = is_bad_index(c, r);
-            if (lo1 && (bad ? !isnan(get(lo1, f32, r)) : !same_values(
-                                                            (const char *)lo1 + (size_t)r * es,
-                                                            (const char *)lo_ref + (size_t)r * es,
-                                                            f32, 1)))
+            if (lo1 && (bad ? !isnan(get(lo1, f32, r))
+                            : !same_values((const char *)lo1 + (size_t)r * es,
+                                           (const char *)lo_ref + (size_t)r * es, f32, 1)))
                 fail(bad ? "ce_index: a bad row's loss is not NaN"
                          : "ce_index: a good row's loss changed next to bad rows",
                      kn, f32, n);
@@ -560,8 +569,8 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
     /* BCE, general broadcast form: the same as the weights materialised */
     if (c->kernel == K_BCE && (c->bw_full || c->bpw_full)) {
         call_t cs = *c;
-        const fl_bcast full_w = {c->bw_full, n, 0, 1, 0, NULL, NULL};
-        const fl_bcast full_pw = {c->bpw_full, n, 0, 1, 0, NULL, NULL};
+        const fl_bcast full_w = { c->bw_full, n, 0, 1, 0, NULL, NULL };
+        const fl_bcast full_pw = { c->bpw_full, n, 0, 1, 0, NULL, NULL };
         if (c->bw_full)
             cs.bw = full_w;
         if (c->bpw_full)
@@ -570,9 +579,10 @@ static void exercise(const call_t *c, int want_loss, int want_grad)
         void *g_s = want_grad ? xalloc((size_t)n * es) : NULL;
         const double ss = run(&cs, c->x, lo_s, g_s, 1);
         if (!same_double(ss, s1) && !(isnan(ss) && isnan(s1)))
-            fail("bce: general broadcast form sum differs from the materialised weights", kn,
-                 f32, n);
-        if ((lo_s && !same_values(lo_s, lo1, f32, n_loss)) || (g_s && !same_values(g_s, g1, f32, n)))
+            fail("bce: general broadcast form sum differs from the materialised weights", kn, f32,
+                 n);
+        if ((lo_s && !same_values(lo_s, lo1, f32, n_loss)) ||
+            (g_s && !same_values(g_s, g1, f32, n)))
             fail("bce: general broadcast form differs from the materialised weights", kn, f32, n);
         free(lo_s);
         free(g_s);
@@ -685,9 +695,10 @@ static void introspect(reader *r)
             (comp0[strlen(sup0)] != '\0' && comp0[strlen(sup0)] != ' '))
             intro_fail("inconsistent target lists", comp0);
     }
-    static const char *const names[] = {"best", "baseline", "avx2", "avx512", "", NULL,
-                                        "AVX2", "baseline ", "avx5120", "baselinebaseline",
-                                        "neon", "sse2"};
+    static const char *const names[] = {
+        "best", "baseline",  "avx2",    "avx512",           "",     NULL,
+        "AVX2", "baseline ", "avx5120", "baselinebaseline", "neon", "sse2"
+    };
     const int n_ops = 1 + (int)(rd_byte(r) % 32);
     for (int k = 0; k < n_ops; ++k) {
         const unsigned b = rd_byte(r);
@@ -725,11 +736,11 @@ static void introspect(reader *r)
         }
         default: {
             /* the selected table works: a row with a bad index in between */
-            const float z[12] = {1, 2, 3, 4, 0, 0, 0, 0, -1, 5, 2, 0};
+            const float z[12] = { 1, 2, 3, 4, 0, 0, 0, 0, -1, 5, 2, 0 };
             int64_t bad = (int64_t)rd_bits(r, 8);
             if ((bad >= 0 && bad < 4) || bad == -100)
                 bad = 4;
-            const int64_t t[3] = {2, bad, 1};
+            const int64_t t[3] = { 2, bad, 1 };
             float loss[3], g[12];
             fl_index bp = 4242;
             int64_t bv = 0;
@@ -746,14 +757,14 @@ static void introspect(reader *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    reader r = {data, size, 0};
+    reader r = { data, size, 0 };
     call_t c;
     memset(&c, 0, sizeof c);
     const unsigned b0 = rd_byte(&r), b1 = rd_byte(&r);
     c.kernel = (int)(b0 % N_KERNELS);
     c.f32 = (b0 >> 3) & 1;
     /* SIMD target: the best, or a lower one this CPU supports */
-    static const char *const targets[] = {"best", "baseline", "avx2", "avx512"};
+    static const char *const targets[] = { "best", "baseline", "avx2", "avx512" };
     if (fl_target_set(targets[(b0 >> 4) & 3]) != 0)
         fl_target_set("best");
     if (c.kernel == K_INTROSPECT) {
@@ -761,11 +772,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const int want_loss = b1 & 1, want_grad = (b1 >> 1) & 1, with_w = (b1 >> 2) & 1;
-    const int big = ((b1 >> 3) & 7) == 7;  /* an eighth of the inputs */
+    const int big = ((b1 >> 3) & 7) == 7; /* an eighth of the inputs */
     c.rows = (fl_index)(rd_byte(&r) % 65);
     c.C = (fl_index)(rd_byte(&r) % 64 + 1);
     if (big)
-        c.rows *= 16;   /* up to 1024 x 64 = 64K elements: helper threads start */
+        c.rows *= 16; /* up to 1024 x 64 = 64K elements: helper threads start */
     c.n = c.rows * c.C;
     const size_t es = c.f32 ? sizeof(float) : sizeof(double);
 
@@ -784,7 +795,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             c.k = 1.0;
     }
     c.scale = (b1 >> 6) & 1 ? (c.n ? 1.0 / (double)c.n : 0.0) : 1.0;
-    static const int64_t ignores[] = {-100, 0, 1, -1, INT64_MIN, INT64_MAX};
+    static const int64_t ignores[] = { -100, 0, 1, -1, INT64_MIN, INT64_MAX };
     c.ignore = ignores[rd_byte(&r) % 6];
 
     /* values: read n of them (tiled over the input in big mode) */
@@ -805,8 +816,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX) {
         c.idx = xalloc((size_t)c.rows * sizeof(int64_t));
-        static const int64_t far[] = {-1, -2, INT64_MIN, INT64_MAX, INT64_MIN + 1,
-                                      (int64_t)1 << 40, -((int64_t)1 << 40)};
+        static const int64_t far[] = {
+            -1, -2, INT64_MIN, INT64_MAX, INT64_MIN + 1, (int64_t)1 << 40, -((int64_t)1 << 40)
+        };
         for (fl_index i = 0; i < c.rows; ++i) {
             /* tiled like the values in big mode, so bad rows reach the later
              * segments (and helper threads) too */
@@ -816,9 +828,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* mostly valid; sometimes the ignore index, just out of range
              * (C .. C + 7), far out of range, or any 64-bit value */
             c.idx[i] = v < 224   ? (int64_t)(v % (unsigned)c.C)
-                     : v < 240   ? c.ignore
-                     : v < 248   ? (int64_t)c.C + (int64_t)(v - 240)
-                     : v < 255   ? far[v - 248]
+                       : v < 240 ? c.ignore
+                       : v < 248 ? (int64_t)c.C + (int64_t)(v - 240)
+                       : v < 255 ? far[v - 248]
                                  : (int64_t)rd_bits(&r, 8);
         }
     }
@@ -829,8 +841,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (c.kernel == K_BCE) {
         make_bcast(&r, &c, &c.bw, &c.bw_buf, &c.bw_len, c.bw_shape, c.bw_stride, &c.bw_full);
-        make_bcast(&r, &c, &c.bpw, &c.bpw_buf, &c.bpw_len, c.bpw_shape, c.bpw_stride,
-                   &c.bpw_full);
+        make_bcast(&r, &c, &c.bpw, &c.bpw_buf, &c.bpw_len, c.bpw_shape, c.bpw_stride, &c.bpw_full);
     }
 
     if (c.kernel == K_CHECK || c.kernel == K_CE_INDEX)

@@ -1,4 +1,5 @@
 """Shared helpers for the test-suite."""
+
 import numpy as np
 
 DTYPES = [np.float32, np.float64]
@@ -20,8 +21,7 @@ def assert_close(got, want, dtype, what=""):
         rtol, atol = 1e-11, 1e-13 * scale
     else:
         rtol, atol = 2e-5, 2e-6 * scale
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True,
-                               err_msg=what)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
 def compare(fast_fn, ref_fn, args, kwargs, dtype):

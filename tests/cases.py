@@ -22,6 +22,7 @@ take it as the input's shape, class-axis losses as the batch shape and get
 :data:`N_CLASSES` classes last (:func:`input_shape`).  :func:`make_args` itself takes the
 first input's shape.
 """
+
 import importlib
 import inspect
 import math
@@ -30,15 +31,27 @@ import numpy as np
 
 from fusedloss._registry import LOSSES
 
-__all__ = ["LOSSES", "N_CLASSES", "input_shape", "loss_shape", "target_variants",
-           "make_args", "float_values", "param_grid", "make_params", "invalid_params",
-           "kinks", "torch_call"]
+__all__ = [
+    "LOSSES",
+    "N_CLASSES",
+    "input_shape",
+    "loss_shape",
+    "target_variants",
+    "make_args",
+    "float_values",
+    "param_grid",
+    "make_params",
+    "invalid_params",
+    "kinks",
+    "torch_call",
+]
 
 N_CLASSES = 5
 _F32 = np.dtype(np.float32)
 
 
 # ----------------------------------------------------------------------------- shapes
+
 
 def input_shape(spec, shape):
     """The first input's shape for the test shape ``shape`` (the "none" loss's shape)."""
@@ -52,6 +65,7 @@ def loss_shape(spec, xshape):
 
 
 # ----------------------------------------------------------------------------- arguments
+
 
 def target_variants(spec):
     """The kinds of target a spec takes: "index" domains take class indices or class
@@ -98,16 +112,20 @@ def make_args(spec, shape, dtype, rng, variant=None, scale=3.0, params=None):
     elif variant == "index":
         t = rng.integers(0, shape[-1], size=shape[:-1], dtype=np.int64)
         for k, sentinel in enumerate(_sentinels(spec, params)):
-            t.reshape(-1)[1 + k::4] = sentinel
+            t.reshape(-1)[1 + k :: 4] = sentinel
     else:  # class probabilities
-        t = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(dtype) \
-            if shape[-1] else np.zeros(shape, dtype)
+        t = (
+            rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(dtype)
+            if shape[-1]
+            else np.zeros(shape, dtype)
+        )
     args = (x, t)
     assert len(args) == len(spec.inputs), spec.inputs
     return args
 
 
 # ----------------------------------------------------------------------------- parameters
+
 
 def _dedup(values):
     out = []
@@ -217,11 +235,13 @@ def invalid_params(spec):
     for p in spec.params:
         n = p.name
         if p.kind == "float":
-            cases += [(f"{n}=nan", n, math.nan, ValueError, None),
-                      (f"{n}=inf", n, math.inf, ValueError, None),
-                      (f"{n}=-inf", n, -math.inf, ValueError, None),
-                      (f"{n}=10**400", n, 10**400, ValueError, None),
-                      (f"{n}='a'", n, "a", TypeError, None)]
+            cases += [
+                (f"{n}=nan", n, math.nan, ValueError, None),
+                (f"{n}=inf", n, math.inf, ValueError, None),
+                (f"{n}=-inf", n, -math.inf, ValueError, None),
+                (f"{n}=10**400", n, 10**400, ValueError, None),
+                (f"{n}='a'", n, "a", TypeError, None),
+            ]
             if math.isfinite(p.lo):
                 below = p.lo if p.lo_open else float(np.nextafter(p.lo, -np.inf))
                 cases.append((f"{n}={below!r}", n, below, ValueError, None))
@@ -235,12 +255,16 @@ def invalid_params(spec):
             if p.scale_like and p.in_range(1e-40):
                 cases.append((f"{n}=1e-40-f32", n, 1e-40, ValueError, (_F32,)))
         elif p.kind == "int":
-            cases += [(f"{n}='a'", n, "a", TypeError, None),
-                      (f"{n}=1.5", n, 1.5, TypeError, None),
-                      (f"{n}=2**63", n, 2**63, ValueError, None)]
+            cases += [
+                (f"{n}='a'", n, "a", TypeError, None),
+                (f"{n}=1.5", n, 1.5, TypeError, None),
+                (f"{n}=2**63", n, 2**63, ValueError, None),
+            ]
         elif p.kind == "weight":
-            cases += [(f"{n}=bad-shape", n, "bad-shape", ValueError, None),
-                      (f"{n}=non-numeric", n, "non-numeric", TypeError, None)]
+            cases += [
+                (f"{n}=bad-shape", n, "bad-shape", ValueError, None),
+                (f"{n}=non-numeric", n, "non-numeric", TypeError, None),
+            ]
     return cases
 
 
@@ -259,9 +283,11 @@ def kinks(spec, kw):
 
 # ----------------------------------------------------------------------------- PyTorch
 
+
 def _sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
     """torchvision.ops.sigmoid_focal_loss, in torch operations (torchvision 0.2x)."""
     import torch.nn.functional as F
+
     p = inputs.sigmoid()
     ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)

@@ -4,6 +4,7 @@
 (baseline, avx2, avx512 on x86-64), so every compiled path is exercised; a target
 this CPU lacks shows up as a skip ("CPU lacks avx512"), never silently vanishes.
 """
+
 import pathlib
 import sys
 

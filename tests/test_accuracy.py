@@ -114,6 +114,7 @@ def hash_tag(tag):
 # mpmath reference functions (work on Python floats -> exact mpf values)
 # ----------------------------------------------------------------------------------------
 
+
 def _mp(v):
     return MPF(float(v))  # float64 -> mpf is exact
 
@@ -201,9 +202,9 @@ def mp_focal(x, t, alpha, gamma):
     ce = t * mp_softplus(-x) + (1 - t) * mp_softplus(x)
     q = p * (1 - t) + pm * t
     at = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else MPF(1)
-    loss = at * ce * q ** gamma
+    loss = at * ce * q**gamma
     d2 = gamma * ce * q ** (gamma - 1) * p * pm * (1 - 2 * t) if gamma != 0 else MPF(0)
-    grad = at * ((p * (1 - t) - pm * t) * q ** gamma + d2)
+    grad = at * ((p * (1 - t) - pm * t) * q**gamma + d2)
     return loss, grad
 
 
@@ -225,6 +226,7 @@ def mp_smooth_l1(x, t, beta):
 # comparison helpers
 # ----------------------------------------------------------------------------------------
 
+
 def assert_rel(got, true, rtol, key):
     """Elementwise relative: |got - true| <= rtol |true| wherever true is a normal float64.
 
@@ -244,7 +246,8 @@ def assert_rel(got, true, rtol, key):
     _record(key, worst)
     assert worst <= rtol, (
         f"{key}: relative error {worst:.3e} > {rtol:g} at flat index {where}: "
-        f"got {got[where]!r}, true {mpmath.nstr(true[where], 20)}")
+        f"got {got[where]!r}, true {mpmath.nstr(true[where], 20)}"
+    )
     return worst
 
 
@@ -302,15 +305,20 @@ def check_f64_against_mp(call, loss_true, grad_true, denom, elementwise, name):
     # reduction="mean": loss sum / denom, gradient scaled by 1 / denom
     mval, gm = call(reduction="mean", return_grad=True)
     assert_rel([mval], [total / denom], RTOL64, ("f64 vs mp", name, "loss mean"))
-    assert_rel([call(reduction="mean")], [total / denom], RTOL64,
-               ("f64 vs mp", name, "loss mean"))
-    check_grad(gm, [[g / denom for g in row] for row in grad_true], elementwise, RTOL64,
-               ("f64 vs mp", name, "grad"))
+    assert_rel([call(reduction="mean")], [total / denom], RTOL64, ("f64 vs mp", name, "loss mean"))
+    check_grad(
+        gm,
+        [[g / denom for g in row] for row in grad_true],
+        elementwise,
+        RTOL64,
+        ("f64 vs mp", name, "grad"),
+    )
 
 
 # ----------------------------------------------------------------------------------------
 # 0. the oracle itself: closed-form gradients against numerical derivatives (mp.diff)
 # ----------------------------------------------------------------------------------------
+
 
 def test_oracle_gradients_match_mp_diff():
     """The mpmath closed-form gradients are the derivatives of the mpmath losses."""
@@ -322,13 +330,19 @@ def test_oracle_gradients_match_mp_diff():
             for t in range(3):
                 _, g = mp_ce_index_row(z0, t, w, eps)
                 for j in range(3):
-                    d = mpmath.diff(lambda *z: mp_ce_index_row(list(z), t, w, eps)[0], z0,
-                                    tuple(int(k == j) for k in range(3)))
+                    d = mpmath.diff(
+                        lambda *z: mp_ce_index_row(list(z), t, w, eps)[0],
+                        z0,
+                        tuple(int(k == j) for k in range(3)),
+                    )
                     assert abs(d - g[j]) < MPF(10) ** -30
             _, g = mp_ce_prob_row(z0, y, w, eps)
             for j in range(3):
-                d = mpmath.diff(lambda *z: mp_ce_prob_row(list(z), y, w, eps)[0], z0,
-                                tuple(int(k == j) for k in range(3)))
+                d = mpmath.diff(
+                    lambda *z: mp_ce_prob_row(list(z), y, w, eps)[0],
+                    z0,
+                    tuple(int(k == j) for k in range(3)),
+                )
                 assert abs(d - g[j]) < MPF(10) ** -30
         for x in (MPF("-3.5"), MPF("0.25"), MPF("4")):
             for t in (MPF(0), MPF(1), MPF("0.3")):
@@ -344,8 +358,7 @@ def test_oracle_gradients_match_mp_diff():
                 _, g = mp_huber(x, MPF("0.1"), k)
                 assert abs(mpmath.diff(lambda v: mp_huber(v, MPF("0.1"), k)[0], x) - g) < 1e-30
                 _, g = mp_smooth_l1(x, MPF("0.1"), k)
-                assert abs(mpmath.diff(lambda v: mp_smooth_l1(v, MPF("0.1"), k)[0], x) - g) \
-                    < 1e-30
+                assert abs(mpmath.diff(lambda v: mp_smooth_l1(v, MPF("0.1"), k)[0], x) - g) < 1e-30
 
 
 def test_oracle_losses_match_naive_formulas():
@@ -374,6 +387,7 @@ def test_oracle_losses_match_naive_formulas():
 # 1. float64 against mpmath
 # ----------------------------------------------------------------------------------------
 
+
 def ce_index_f64_case(z, t, weight, eps, ignore_index=-100, name="ce index"):
     z = np.asarray(z, dtype=np.float64)
     t = np.asarray(t, dtype=np.int64)
@@ -396,8 +410,9 @@ def ce_index_f64_case(z, t, weight, eps, ignore_index=-100, name="ce index"):
         elementwise = [eps == 0] * len(z)
 
         def call(**kw):
-            return fl.softmax_cross_entropy(z, t, weight=weight, label_smoothing=eps,
-                                            ignore_index=ignore_index, **kw)
+            return fl.softmax_cross_entropy(
+                z, t, weight=weight, label_smoothing=eps, ignore_index=ignore_index, **kw
+            )
 
         check_f64_against_mp(call, losses, grads, denom, elementwise, name)
 
@@ -417,8 +432,9 @@ def ce_prob_f64_case(z, y, weight, eps, name="ce prob"):
         # Normwise: mass * p_j - w_j y'_j is a cancelling difference -- except for one-hot
         # rows without smoothing, which are the index-target case (w_t p_j off the target,
         # -w_t (1 - p_t) on it, no cancellation): elementwise there, as for index targets.
-        elementwise = [eps == 0 and bool(np.all((yr == 0) | (yr == 1))) and yr.sum() == 1
-                       for yr in y]
+        elementwise = [
+            eps == 0 and bool(np.all((yr == 0) | (yr == 1))) and yr.sum() == 1 for yr in y
+        ]
 
         def call(**kw):
             return fl.softmax_cross_entropy(z, y, weight=weight, label_smoothing=eps, **kw)
@@ -455,20 +471,35 @@ def test_ce_prob_f64_ordinary(C, weighted, eps):
 
 # Extreme rows, grouped by the number of classes: (logits, class-index targets).
 CE_EXTREME = {
-    "pm80": ([[80, -80], [80, -80], [-80, 80], [0, 80], [80, 0], [80.5, 0.25]],
-             [0, 1, 0, 1, 0, 0]),
-    "80_0_-80": ([[80, 0, -80], [80, 0, -80], [80, 0, -80], [-80, 0, 80], [0, -80, 80]],
-                 [0, 1, 2, 2, 0]),
-    "pm700": ([[700, -700], [700, -700], [-700, 700], [700, 0], [0, 700], [-700, -701.5]],
-              [0, 1, 1, 0, 0, 1]),
-    "700_0_-700": ([[700, 0, -700], [700, 0, -700], [700, 0, -700], [-700, -699, -698]],
-                   [0, 1, 2, 2]),
-    "pm1e4": ([[1e4, -1e4], [1e4, -1e4], [-1e4, 1e4], [1e4, 0], [1e4, 9999.5], [-1e4, -1e4]],
-              [0, 1, 1, 1, 1, 0]),
+    "pm80": ([[80, -80], [80, -80], [-80, 80], [0, 80], [80, 0], [80.5, 0.25]], [0, 1, 0, 1, 0, 0]),
+    "80_0_-80": (
+        [[80, 0, -80], [80, 0, -80], [80, 0, -80], [-80, 0, 80], [0, -80, 80]],
+        [0, 1, 2, 2, 0],
+    ),
+    "pm700": (
+        [[700, -700], [700, -700], [-700, 700], [700, 0], [0, 700], [-700, -701.5]],
+        [0, 1, 1, 0, 0, 1],
+    ),
+    "700_0_-700": (
+        [[700, 0, -700], [700, 0, -700], [700, 0, -700], [-700, -699, -698]],
+        [0, 1, 2, 2],
+    ),
+    "pm1e4": (
+        [[1e4, -1e4], [1e4, -1e4], [-1e4, 1e4], [1e4, 0], [1e4, 9999.5], [-1e4, -1e4]],
+        [0, 1, 1, 1, 1, 0],
+    ),
     "ties": ([[80, 80, -80], [700, 700, 0], [5, 5, 5], [1e4, 1e4, 9999]], [0, 1, 2, 2]),
     # A dominant class: loss log1p(4 e^-80) ~ 7e-35 on the target, ~80 elsewhere.
-    "dominant5": ([[80, 0, 0, 0, 0], [0, 0, 80, 0, 0], [80, 0, 0, 0, 0], [0.5, 80.5, 0, 0, 0],
-                   [80, 1, 2, 3, -4]], [0, 2, 3, 1, 0]),
+    "dominant5": (
+        [
+            [80, 0, 0, 0, 0],
+            [0, 0, 80, 0, 0],
+            [80, 0, 0, 0, 0],
+            [0.5, 80.5, 0, 0, 0],
+            [80, 1, 2, 3, -4],
+        ],
+        [0, 2, 3, 1, 0],
+    ),
 }
 
 
@@ -497,8 +528,9 @@ def test_ce_index_f64_extreme(group, weighted, eps):
 
 def test_ce_index_f64_dominant_class_loss_is_tiny_and_exact():
     """The headline case: logits [80, 0], target 0 -> loss log1p(exp(-80)) = 1.8e-35."""
-    loss, grad = fl.softmax_cross_entropy(np.array([[80.0, 0.0]]), np.array([0]),
-                                          reduction="none", return_grad=True)
+    loss, grad = fl.softmax_cross_entropy(
+        np.array([[80.0, 0.0]]), np.array([0]), reduction="none", return_grad=True
+    )
     with mp.workdps(DPS):
         true = mpmath.log1p(mpmath.exp(-80))
         assert abs(MPF(float(loss[0])) - true) <= RTOL64 * true
@@ -513,14 +545,20 @@ def test_ce_prob_f64_one_hot_dominant_class():
     log1p(exp(-80)) = 1.8e-35 and gradient (-(1 - p_0), p_1) = (-1.8e-35, 1.8e-35), which
     the index target 0 gives exactly; so must the one-hot probability target."""
     z = np.array([[80.0, 0.0]])
-    loss, grad = fl.softmax_cross_entropy(z, np.array([[1.0, 0.0]]), reduction="none",
-                                          return_grad=True)
+    loss, grad = fl.softmax_cross_entropy(
+        z, np.array([[1.0, 0.0]]), reduction="none", return_grad=True
+    )
     with mp.workdps(DPS):
         true = mp_sigmoid(MPF(-80))  # = 1 - p_0 = p_1
-        assert_rel(loss, [mpmath.log1p(mpmath.exp(-80))], RTOL64,
-                   ("f64 vs mp", "ce prob xtrm", "loss none"))
-        assert_rel(grad, [-true, true], RTOL64,
-                   ("f64 vs mp", "ce prob xtrm", "grad", "elementwise"))
+        assert_rel(
+            loss,
+            [mpmath.log1p(mpmath.exp(-80))],
+            RTOL64,
+            ("f64 vs mp", "ce prob xtrm", "loss none"),
+        )
+        assert_rel(
+            grad, [-true, true], RTOL64, ("f64 vs mp", "ce prob xtrm", "grad", "elementwise")
+        )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
@@ -540,8 +578,22 @@ def test_ce_prob_f64_extreme(group, weighted, eps):
 
 # ---- binary losses ----------------------------------------------------------------------
 
-BIN_EXTREME_X = [30.0, -30.0, 80.0, -80.0, 700.0, -700.0, 1e4, -1e4, 0.0, 1e-300, -2.5,
-                 36.75, -745.0, 745.0]
+BIN_EXTREME_X = [
+    30.0,
+    -30.0,
+    80.0,
+    -80.0,
+    700.0,
+    -700.0,
+    1e4,
+    -1e4,
+    0.0,
+    1e-300,
+    -2.5,
+    36.75,
+    -745.0,
+    745.0,
+]
 
 
 def _hard_rows(row):
@@ -607,8 +659,9 @@ def test_bce_f64_extreme(weights):
 
 def test_bce_f64_saturated_loss_is_not_zero():
     """log1p(exp(-80)) = 1.8e-35, not 0, for a correct saturated prediction."""
-    loss = fl.binary_cross_entropy_with_logits(np.array([80.0, -80.0]), np.array([1.0, 0.0]),
-                                               reduction="none")
+    loss = fl.binary_cross_entropy_with_logits(
+        np.array([80.0, -80.0]), np.array([1.0, 0.0]), reduction="none"
+    )
     with mp.workdps(DPS):
         true = mpmath.log1p(mpmath.exp(-80))
         for v in loss:
@@ -638,6 +691,7 @@ def test_focal_f64_extreme(gamma, alpha):
 
 # ---- regression losses ------------------------------------------------------------------
 
+
 def regression_f64_case(fn, oracle, x, t, k, kname, name):
     x = np.asarray(x, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
@@ -655,8 +709,23 @@ def regression_f64_case(fn, oracle, x, t, k, kname, name):
         check_f64_against_mp(call, losses, grads, MPF(x.size), [True] * len(x), name)
 
 
-MULTS = np.array([0.0, 0.3, -0.3, 1 - 2.0 ** -40, -(1 - 2.0 ** -40), 1.0, -1.0,
-                  1 + 2.0 ** -40, -(1 + 2.0 ** -40), 5.0, -5.0, 1e3, -1e3])
+MULTS = np.array(
+    [
+        0.0,
+        0.3,
+        -0.3,
+        1 - 2.0**-40,
+        -(1 - 2.0**-40),
+        1.0,
+        -1.0,
+        1 + 2.0**-40,
+        -(1 + 2.0**-40),
+        5.0,
+        -5.0,
+        1e3,
+        -1e3,
+    ]
+)
 
 
 def _regression_inputs(k, rng):
@@ -678,7 +747,7 @@ def test_huber_f64(delta):
 
 
 def test_huber_f64_tiny_and_huge_errors():
-    x = np.array([[1e150, -1e150, 1e-150, -3e-154, 1e-160, 1.0, 1 + 2.0 ** -52, 0.1, 1e300]])
+    x = np.array([[1e150, -1e150, 1e-150, -3e-154, 1e-160, 1.0, 1 + 2.0**-52, 0.1, 1e300]])
     t = np.array([[-1e150, 1e150, 0.0, 0.0, 0.0, 1.0, 1.0, 0.3, 0.0]])
     regression_f64_case(fl.huber_loss, mp_huber, x, t, 1.0, "delta", "huber")
 
@@ -691,7 +760,7 @@ def test_smooth_l1_f64(beta):
 
 
 def test_smooth_l1_f64_tiny_and_huge_errors():
-    x = np.array([[1e150, -1e150, 1e-150, -3e-154, 1e-160, 1.0, 1 + 2.0 ** -52, 0.1, 1e300]])
+    x = np.array([[1e150, -1e150, 1e-150, -3e-154, 1e-160, 1.0, 1 + 2.0**-52, 0.1, 1e300]])
     t = np.array([[-1e150, 1e150, 0.0, 0.0, 0.0, 1.0, 1.0, 0.3, 0.0]])
     regression_f64_case(fl.smooth_l1_loss, mp_smooth_l1, x, t, 1.0, "beta", "smooth_l1")
 
@@ -699,6 +768,7 @@ def test_smooth_l1_f64_tiny_and_huge_errors():
 # ----------------------------------------------------------------------------------------
 # 2. float32 against float64
 # ----------------------------------------------------------------------------------------
+
 
 def assert_f32_close(l32, l64, key):
     """Losses elementwise relative 1e-6, with an absolute floor of 1e-6 * mean |loss|.
@@ -723,8 +793,10 @@ def assert_f32_close(l32, l64, key):
     worst = float(rel.max()) if rel.size else 0.0
     _record(key + ("with floor",), worst)
     i = int(np.argmax(rel)) if rel.size else 0
-    assert worst <= RTOL32, (f"{key}: relative error {worst:.3e} > {RTOL32:g} at {i}: "
-                             f"float32 {l32[i]!r}, float64 {l64[i]!r}")
+    assert worst <= RTOL32, (
+        f"{key}: relative error {worst:.3e} > {RTOL32:g} at {i}: "
+        f"float32 {l32[i]!r}, float64 {l64[i]!r}"
+    )
 
 
 def assert_f32_grad_rows(g32, g64, row_len, key, cancel_scale=None):
@@ -783,19 +855,18 @@ def check_f32_against_f64(fn, x32, t32, name, **kw):
     assert x32.dtype == np.float32
     x64 = x32.astype(np.float64)
     t64 = t32.astype(np.float64) if t32.dtype == np.float32 else t32
-    kw64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v)
-            for k, v in kw.items()}
+    kw64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
     row_len = x32.shape[-1]
-    cancel, denom = (ce_cancel_scale(x64, t64, **kw64) if fn is fl.softmax_cross_entropy
-                     else (None, None))
+    cancel, denom = (
+        ce_cancel_scale(x64, t64, **kw64) if fn is fl.softmax_cross_entropy else (None, None)
+    )
     gkey = ("f32 vs f64", name, "grad (normwise)")
 
     l32, g32 = fn(x32, t32, reduction="none", return_grad=True, **kw)
     l64, g64 = fn(x64, t64, reduction="none", return_grad=True, **kw64)
     assert l32.dtype == np.float32 and g32.dtype == np.float32 and l64.dtype == np.float64
     assert_f32_close(l32, l64, ("f32 vs f64", name, "loss none"))
-    assert_f32_close(fn(x32, t32, reduction="none", **kw), l64,
-                     ("f32 vs f64", name, "loss none"))
+    assert_f32_close(fn(x32, t32, reduction="none", **kw), l64, ("f32 vs f64", name, "loss none"))
     assert_f32_grad_rows(g32, g64, row_len, gkey, cancel)
 
     for red in ("mean", "sum"):
@@ -854,18 +925,20 @@ def test_ce_f32_100k_classes(eps):
     t = np.array([5, 99_999, 12345])
     w = rng.uniform(0.25, 2.0, C).astype(np.float32)
     check_f32_against_f64(fl.softmax_cross_entropy, x, t, "ce index 1e5", label_smoothing=eps)
-    check_f32_against_f64(fl.softmax_cross_entropy, x, t, "ce index 1e5", label_smoothing=eps,
-                          weight=w)
+    check_f32_against_f64(
+        fl.softmax_cross_entropy, x, t, "ce index 1e5", label_smoothing=eps, weight=w
+    )
     y = rng.random((3, C))
     y = (y / y.sum(axis=1, keepdims=True)).astype(np.float32)
-    check_f32_against_f64(fl.softmax_cross_entropy, x, y, "ce prob 1e5", label_smoothing=eps,
-                          weight=w)
+    check_f32_against_f64(
+        fl.softmax_cross_entropy, x, y, "ce prob 1e5", label_smoothing=eps, weight=w
+    )
 
 
 def _binary_f32_inputs(rng, shape=(48, 500)):
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     t = rng.integers(0, 2, shape).astype(np.float32)
-    t[shape[0] // 2:] = rng.random((shape[0] - shape[0] // 2, shape[1]))  # soft half
+    t[shape[0] // 2 :] = rng.random((shape[0] - shape[0] // 2, shape[1]))  # soft half
     return x, t
 
 

@@ -7,6 +7,7 @@
 * few-class float32 cross-entropy (C <= 16) with huge or tiny finite class weights is
   as right as the row path (C = 17).
 """
+
 import math
 
 import numpy as np
@@ -139,22 +140,27 @@ def test_few_class_float32_extreme_weights(each_simd_target, C, wval, eps):
     w[::3] *= np.float32(0.5)
     for red in ("mean", "sum", "none"):
         loss, g = CE(z, t, weight=w, label_smoothing=eps, reduction=red, return_grad=True)
-        want_l, want_g = ref.softmax_cross_entropy(z, t, weight=w, label_smoothing=eps,
-                                                   reduction=red, return_grad=True)
+        want_l, want_g = ref.softmax_cross_entropy(
+            z, t, weight=w, label_smoothing=eps, reduction=red, return_grad=True
+        )
         # float32 results: relative to the float64 reference, rounded to float32
         with np.errstate(over="ignore"):
             wl = np.asarray(want_l, np.float64)
         fin = np.isfinite(np.float32(wl))
         # (a per-row loss that is itself subnormal in float32 is exact to its ulp only)
-        np.testing.assert_allclose(np.asarray(loss, np.float64)[fin], wl[fin], rtol=2e-6,
-                                   atol=1.5e-45)
+        np.testing.assert_allclose(
+            np.asarray(loss, np.float64)[fin], wl[fin], rtol=2e-6, atol=1.5e-45
+        )
         gf = np.isfinite(want_g)
         assert np.isfinite(g[gf]).all(), "gradient must be finite where the reference is"
         # (float32 subnormal gradients, for tiny weights, carry an absolute error of a
         # few of their ulps, 1.4e-45 each)
-        np.testing.assert_allclose(g[gf], want_g[gf], rtol=1e-5,
-                                   atol=max(1e-6 * float(np.abs(want_g[gf]).max(initial=0)),
-                                            4 * 1.4e-45))
+        np.testing.assert_allclose(
+            g[gf],
+            want_g[gf],
+            rtol=1e-5,
+            atol=max(1e-6 * float(np.abs(want_g[gf]).max(initial=0)), 4 * 1.4e-45),
+        )
     # the issue's case: the mean is finite and matches C = 17 computed the same way
     assert np.isfinite(CE(z, t, weight=w, label_smoothing=eps))
 

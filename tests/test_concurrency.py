@@ -7,6 +7,7 @@ build too (the Cython module declares freethreading_compatible).
 fusedloss._kernels.set_simd is documented as not meant to be called while
 kernels run in other threads (it swaps the dispatch table); it is not raced here.
 """
+
 import subprocess
 import sys
 import textwrap
@@ -54,10 +55,14 @@ def _bits(r):
 
 def test_threads_give_serial_results_bitwise():
     cases = _cases()
-    inputs = [a for _, args, kw in cases for a in list(args) + list(kw.values())
-              if isinstance(a, np.ndarray)]
+    inputs = [
+        a
+        for _, args, kw in cases
+        for a in list(args) + list(kw.values())
+        if isinstance(a, np.ndarray)
+    ]
     for a in inputs:
-        a.flags.writeable = False   # shared, read-only: a write would raise
+        a.flags.writeable = False  # shared, read-only: a write would raise
     serial = [_bits(fn(*args, return_grad=True, n_threads=1, **kw)) for fn, args, kw in cases]
     barrier = threading.Barrier(N_PY_THREADS)
     errors = []
@@ -100,12 +105,19 @@ def test_threads_with_own_buffers_and_in_place():
             barrier.wait()
             for _ in range(50):
                 own = z.copy()
-                loss, grad = fl.softmax_cross_entropy(own, t, reduction="none",
-                                                      return_grad=True, grad_out=own,
-                                                      n_threads=1 + k % 3)
+                loss, grad = fl.softmax_cross_entropy(
+                    own, t, reduction="none", return_grad=True, grad_out=own, n_threads=1 + k % 3
+                )
                 assert grad is own and grad.tobytes() == want_grad.tobytes()
-                loss, grad = fl.softmax_cross_entropy(z, t, reduction="none", return_grad=True,
-                                                      out=out, grad_out=g, n_threads=1 + k % 3)
+                loss, grad = fl.softmax_cross_entropy(
+                    z,
+                    t,
+                    reduction="none",
+                    return_grad=True,
+                    out=out,
+                    grad_out=g,
+                    n_threads=1 + k % 3,
+                )
                 assert loss is out and out.tobytes() == want_loss.tobytes()
                 assert g.tobytes() == want_grad.tobytes()
         except Exception as e:  # noqa: BLE001
@@ -179,8 +191,9 @@ FIRST_USE = textwrap.dedent("""
 
 
 def test_concurrent_import_and_first_use():
-    r = subprocess.run([sys.executable, "-c", FIRST_USE], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]
     assert r.stdout.split()[1] == _kernels.build_info()[2]
 
@@ -196,6 +209,7 @@ def test_free_threading_status_reported():
     if is_gil_enabled is None:
         pytest.skip("not a free-threaded capable interpreter (Python < 3.13)")
     import sysconfig
+
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         pytest.skip("GIL build")
     assert not is_gil_enabled()

@@ -36,6 +36,7 @@ Where the kernels and the reference legitimately differ:
 
 Runs in ~30 s; FUSEDLOSS_FUZZ_EXAMPLES scales the number of examples per loss.
 """
+
 import os
 import warnings
 
@@ -49,34 +50,83 @@ from fusedloss import _kernels
 from fusedloss import reference as ref
 
 EXAMPLES = int(os.environ.get("FUSEDLOSS_FUZZ_EXAMPLES", "1200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 DOCUMENTED = (ValueError, TypeError, IndexError)
 SIMD = _kernels.simd_targets()[1]
 
-GOOD_DTYPES = ["float16", "float32", "float64", "float32", "float64", ">f4", ">f8", "int8", "int32", "int64",
-               "uint8", "bool", "longdouble"]
-BAD_DTYPES = ["complex64", "complex128", "object", "U3", "datetime64[s]", "timedelta64[s]",
-              "V8"]
+GOOD_DTYPES = [
+    "float16",
+    "float32",
+    "float64",
+    "float32",
+    "float64",
+    ">f4",
+    ">f8",
+    "int8",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "longdouble",
+]
+BAD_DTYPES = ["complex64", "complex128", "object", "U3", "datetime64[s]", "timedelta64[s]", "V8"]
 LAYOUTS = ["c", "c", "c", "strided", "reversed", "fortran", "unaligned", "list"]
 
 # Special values; float32 pools stay below ~1e30 in magnitude (see the module doc).
-SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, np.nan, np.inf, -np.inf, 5e-324, 1e-310, 1e-40,
-           -1e-40, 1e-30, 30.0, -30.0, 100.0, -100.0, 1e4, -1e4, 1e30, -1e30]
+SPECIAL = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    np.nan,
+    np.inf,
+    -np.inf,
+    5e-324,
+    1e-310,
+    1e-40,
+    -1e-40,
+    1e-30,
+    30.0,
+    -30.0,
+    100.0,
+    -100.0,
+    1e4,
+    -1e4,
+    1e30,
+    -1e30,
+]
 SPECIAL64 = SPECIAL + [1e200, -1e200, 1e300, -1e300, 1.7e308]
 
 INVALID_FLOATS = [  # (value, exception)
-    (np.nan, ValueError), (np.inf, ValueError), (-np.inf, ValueError), (10**400, ValueError),
-    ("a", TypeError), ("0.5", TypeError), (None, TypeError), ([1.0], TypeError),
-    (np.array([0.5]), TypeError), (1 + 2j, TypeError), (np.complex128(1), TypeError),
-    (b"1", TypeError), (object(), TypeError),
+    (np.nan, ValueError),
+    (np.inf, ValueError),
+    (-np.inf, ValueError),
+    (10**400, ValueError),
+    ("a", TypeError),
+    ("0.5", TypeError),
+    (None, TypeError),
+    ([1.0], TypeError),
+    (np.array([0.5]), TypeError),
+    (1 + 2j, TypeError),
+    (np.complex128(1), TypeError),
+    (b"1", TypeError),
+    (object(), TypeError),
 ]
-INVALID_THREADS = [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError),
-                   (np.float64(2), TypeError)]
+INVALID_THREADS = [
+    (0, ValueError),
+    (-1, ValueError),
+    (1.5, TypeError),
+    ("2", TypeError),
+    (np.float64(2), TypeError),
+]
 INVALID_REDUCTIONS = ["avg", "MEAN", None, 1, b"mean", "none "]
 
 
 # ---------------------------------------------------------------------------- drawing
+
 
 def _values(draw, n, dtype, lo=None, hi=None):
     """n values suited to dtype (a float pool with specials, or integers)."""
@@ -159,8 +209,9 @@ def _compute(dtype):
 
 
 def _shape(draw, min_dims, max_dims, min_side=0, max_side=4):
-    return tuple(draw(st.lists(st.integers(min_side, max_side), min_size=min_dims,
-                               max_size=max_dims)))
+    return tuple(
+        draw(st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims))
+    )
 
 
 class Call:
@@ -169,8 +220,8 @@ class Call:
     def __init__(self, fn, reffn):
         self.fn, self.reffn = fn, reffn
         self.args, self.kwargs = [], {}
-        self.expect = set()       # non-empty: the call must raise one of these
-        self.chaos = False        # whether invalid arguments may be injected
+        self.expect = set()  # non-empty: the call must raise one of these
+        self.chaos = False  # whether invalid arguments may be injected
 
     def bad(self, exc):
         self.expect.add(exc)
@@ -178,13 +229,18 @@ class Call:
     def __repr__(self):
         def show(v):
             if isinstance(v, np.ndarray):
-                return (f"array({v.tolist() if v.dtype.kind != 'V' else '...'}, dtype={v.dtype}"
-                        f", strides={v.strides}, aligned={v.flags.aligned}, "
-                        f"writeable={v.flags.writeable})")
+                return (
+                    f"array({v.tolist() if v.dtype.kind != 'V' else '...'}, dtype={v.dtype}"
+                    f", strides={v.strides}, aligned={v.flags.aligned}, "
+                    f"writeable={v.flags.writeable})"
+                )
             return repr(v)
+
         args = ", ".join(show(a) for a in self.args)
-        kws = ", ".join(f"{k}={'<logits>' if v is self.args[0] and k == 'grad_out' else show(v)}"
-                        for k, v in self.kwargs.items())
+        kws = ", ".join(
+            f"{k}={'<logits>' if v is self.args[0] and k == 'grad_out' else show(v)}"
+            for k, v in self.kwargs.items()
+        )
         return f"{self.fn.__name__}({args}, {kws})  expect={self.expect or 'success'}"
 
 
@@ -212,8 +268,12 @@ def _common(draw, call, x, cdt, loss_shape, is_ce):
     shape = np.shape(x)
     # out
     if call.chaos:
-        kind = draw(st.sampled_from(["none"] * 6 + ["good", "shape", "dtype", "noncontig",
-                                                      "readonly", "list", "unaligned", "alias"]))
+        kind = draw(
+            st.sampled_from(
+                ["none"] * 6
+                + ["good", "shape", "dtype", "noncontig", "readonly", "list", "unaligned", "alias"]
+            )
+        )
     else:
         kind = draw(st.sampled_from(["none", "good"])) if kw["reduction"] == "none" else "none"
     if kind != "none":
@@ -221,12 +281,32 @@ def _common(draw, call, x, cdt, loss_shape, is_ce):
         if not ok or kw["reduction"] != "none":
             call.bad(ValueError)
     # grad_out
-    canonical = (xarr is not None and xarr.dtype == cdt and xarr.dtype.isnative
-                 and xarr.flags.c_contiguous and xarr.flags.aligned and xarr.flags.writeable)
+    canonical = (
+        xarr is not None
+        and xarr.dtype == cdt
+        and xarr.dtype.isnative
+        and xarr.flags.c_contiguous
+        and xarr.flags.aligned
+        and xarr.flags.writeable
+    )
     if call.chaos:
-        kind = draw(st.sampled_from(["none"] * 5 + ["good", "good", "logits", "shape", "dtype",
-                                                      "noncontig", "readonly", "unaligned",
-                                                      "alias", "same_as_out"]))
+        kind = draw(
+            st.sampled_from(
+                ["none"] * 5
+                + [
+                    "good",
+                    "good",
+                    "logits",
+                    "shape",
+                    "dtype",
+                    "noncontig",
+                    "readonly",
+                    "unaligned",
+                    "alias",
+                    "same_as_out",
+                ]
+            )
+        )
     elif kw["return_grad"]:
         kind = draw(st.sampled_from(["none", "good", "logits" if canonical else "good"]))
     else:
@@ -254,8 +334,14 @@ def _buffer(kind, shape, cdt, call):
     array is aligned), except for "alias", which is invalid for overlapping."""
     b, ok = _buffer_kind(kind, shape, cdt, call)
     if kind != "alias":
-        ok = (isinstance(b, np.ndarray) and b.shape == shape and b.dtype == cdt
-              and b.flags.c_contiguous and b.flags.writeable and b.flags.aligned)
+        ok = (
+            isinstance(b, np.ndarray)
+            and b.shape == shape
+            and b.dtype == cdt
+            and b.flags.c_contiguous
+            and b.flags.writeable
+            and b.flags.aligned
+        )
     return b, ok
 
 
@@ -286,10 +372,16 @@ def _buffer_kind(kind, shape, cdt, call):
         # a buffer over the target's memory: invalid whenever it is not empty
         src = call.args[1]
         n = int(np.prod(shape))
-        if isinstance(src, np.ndarray) and src.dtype.kind in "biuf" and n > 0 \
-                and src.flags.c_contiguous and src.nbytes >= n * cdt.itemsize:
-            return src.reshape(-1).view(np.uint8)[:n * cdt.itemsize].view(cdt).reshape(
-                shape), False
+        if (
+            isinstance(src, np.ndarray)
+            and src.dtype.kind in "biuf"
+            and n > 0
+            and src.flags.c_contiguous
+            and src.nbytes >= n * cdt.itemsize
+        ):
+            return src.reshape(-1).view(np.uint8)[: n * cdt.itemsize].view(cdt).reshape(
+                shape
+            ), False
         return np.full(shape, 7.0, cdt), True
     raise AssertionError(kind)
 
@@ -304,15 +396,19 @@ def _float_param(draw, call, name, lo, hi, lo_open=False, top=50.0):
         call.bad(e)
     elif r == 1:
         # out of range
-        call.kwargs[name] = draw(st.sampled_from([lo - 1.0, lo - 1e-9] + ([lo] if lo_open else [])
-                                                 + ([hi + 0.5] if hi is not None else [])))
+        call.kwargs[name] = draw(
+            st.sampled_from(
+                [lo - 1.0, lo - 1e-9]
+                + ([lo] if lo_open else [])
+                + ([hi + 0.5] if hi is not None else [])
+            )
+        )
         call.bad(ValueError)
     else:
         top = hi if hi is not None else top
         v = draw(st.one_of(st.floats(lo, top), st.sampled_from([lo, top, 1.0])))
-        v = draw(st.sampled_from([v, np.float64(v), np.float32(v)])) \
-            if draw(st.booleans()) else v
-        if lo_open and float(v) <= lo:   # (a tiny value can round to lo in float32)
+        v = draw(st.sampled_from([v, np.float64(v), np.float32(v)])) if draw(st.booleans()) else v
+        if lo_open and float(v) <= lo:  # (a tiny value can round to lo in float32)
             v = 0.25
         call.kwargs[name] = v
 
@@ -349,8 +445,9 @@ def ce_calls(draw):
     if draw(st.integers(0, 4)) == 0 and (kind == "index" or call.chaos):
         ign = draw(st.sampled_from([0, 1, -1, 2**62, np.int64(3), True]))
     if kind == "index":
-        tdt = draw(st.sampled_from(["int64", "int64", "int32", "int8", "uint8", ">i8", "uint64",
-                                    "int16"]))
+        tdt = draw(
+            st.sampled_from(["int64", "int64", "int32", "int8", "uint8", ">i8", "uint64", "int16"])
+        )
         oob = _inject(draw, call, 4)
         info = np.iinfo(tdt)
         lo, hi = (max(info.min, -3), min(info.max, C + 2)) if oob else (0, max(C - 1, 0))
@@ -372,15 +469,23 @@ def ce_calls(draw):
             call.bad(ValueError)
         r = draw(st.integers(0, 1)) if _inject(draw, call, 5) else 2
         if r == 0 and len(shape) >= 1:
-            t = _array(draw, batch, tdt, 0.0, 1.0)   # float of the index shape
+            t = _array(draw, batch, tdt, 0.0, 1.0)  # float of the index shape
             call.bad(ValueError)
         elif r == 1:
             t = _array(draw, shape + (1,), tdt, 0.0, 1.0)
             call.bad(ValueError)
     else:
-        t = draw(st.sampled_from([np.zeros(batch, bool), np.zeros(batch, complex),
-                                  np.zeros(batch, "U2"), np.zeros(batch, object),
-                                  np.zeros(batch, "M8[s]")]))
+        t = draw(
+            st.sampled_from(
+                [
+                    np.zeros(batch, bool),
+                    np.zeros(batch, complex),
+                    np.zeros(batch, "U2"),
+                    np.zeros(batch, object),
+                    np.zeros(batch, "M8[s]"),
+                ]
+            )
+        )
         call.bad(TypeError)
     call.args = [x, t]
     call.kwargs["ignore_index"] = ign
@@ -410,8 +515,9 @@ def elementwise_calls(draw, fn, reffn, param):
         t = _bad_array(draw, shape, draw(st.sampled_from(BAD_DTYPES)))
         call.bad(TypeError)
     else:
-        tdt = draw(st.sampled_from(["float32", "float64", "float16", ">f8", "int32", "bool",
-                                    "uint8"]))
+        tdt = draw(
+            st.sampled_from(["float32", "float64", "float16", ">f8", "int32", "bool", "uint8"])
+        )
         if fn is fl.huber_loss or fn is fl.smooth_l1_loss:
             t = _array(draw, shape, tdt)
         else:
@@ -428,7 +534,7 @@ def elementwise_calls(draw, fn, reffn, param):
             if r in (1, 2):
                 # a broadcastable shape: a suffix of the shape with some axes set to 1
                 k = draw(st.integers(0, len(shape)))
-                ws = tuple(s if draw(st.booleans()) else 1 for s in shape[len(shape) - k:])
+                ws = tuple(s if draw(st.booleans()) else 1 for s in shape[len(shape) - k :])
                 wdt = draw(st.sampled_from(["float32", "float64", "int32", "bool", ">f4"]))
                 call.kwargs[name] = _array(draw, ws, wdt, -2.0, 4.0)
             elif r == 3:
@@ -436,8 +542,9 @@ def elementwise_calls(draw, fn, reffn, param):
                 call.kwargs[name] = np.ones(ws)
                 call.bad(ValueError)
             elif r == 4:
-                call.kwargs[name] = np.ones(shape[-1:], draw(st.sampled_from(
-                    ["complex64", "object", "U1", "M8[D]"])))
+                call.kwargs[name] = np.ones(
+                    shape[-1:], draw(st.sampled_from(["complex64", "object", "U1", "M8[D]"]))
+                )
                 call.bad(TypeError)
     elif param == "focal":
         _float_param(draw, call, "gamma", 0.0, None, top=6.0)
@@ -457,9 +564,12 @@ def elementwise_calls(draw, fn, reffn, param):
 
 # ---------------------------------------------------------------------------- checking
 
+
 def _snapshot(objs):
-    return [(o, o.tobytes() if isinstance(o, np.ndarray) and o.dtype.kind != "O" else None)
-            for o in objs]
+    return [
+        (o, o.tobytes() if isinstance(o, np.ndarray) and o.dtype.kind != "O" else None)
+        for o in objs
+    ]
 
 
 def _unchanged(snap, skip=()):
@@ -481,8 +591,11 @@ def _close(got, want, cdt, what, scale=None, allow_nan=None):
     assert np.array_equal(np.isnan(got), np.isnan(want)), (what, got, want)
     fin = np.isfinite(want)
     # infinities exactly where the reference has them (with the same sign)
-    assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), \
-        (what, got, want)
+    assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), (
+        what,
+        got,
+        want,
+    )
     if not fin.any():
         return
     g = got[fin].astype(np.float64)
@@ -593,18 +706,28 @@ def _sum_scale(call, rargs, kw):
     denominator)."""
     if kw["reduction"] == "none":
         return None
-    terms = np.asarray(call.reffn(*rargs, **dict(kw, reduction="none", return_grad=False,
-                                                  out=None, grad_out=None)), np.float64)
+    terms = np.asarray(
+        call.reffn(
+            *rargs, **dict(kw, reduction="none", return_grad=False, out=None, grad_out=None)
+        ),
+        np.float64,
+    )
     a = np.abs(terms[np.isfinite(terms)])
     with np.errstate(all="ignore"):
         total = float(np.sum(a))
     total = total if np.isfinite(total) else 0.0
     if kw["reduction"] == "sum":
         return total
-    s = float(np.asarray(call.reffn(*rargs, **dict(kw, reduction="sum", return_grad=False,
-                                                    out=None, grad_out=None))))
-    m = float(np.asarray(call.reffn(*rargs, **dict(kw, return_grad=False, out=None,
-                                                    grad_out=None))))
+    s = float(
+        np.asarray(
+            call.reffn(
+                *rargs, **dict(kw, reduction="sum", return_grad=False, out=None, grad_out=None)
+            )
+        )
+    )
+    m = float(
+        np.asarray(call.reffn(*rargs, **dict(kw, return_grad=False, out=None, grad_out=None)))
+    )
     if s != 0 and m != 0 and np.isfinite(s) and np.isfinite(m):
         return total * abs(m / s)
     return None
@@ -645,9 +768,10 @@ def _check(call):
             got = call.fn(*call.args, **kw)
         except DOCUMENTED as e:
             assert call.expect, f"valid call raised {type(e).__name__}: {e}"
-            assert type(e) in call.expect or isinstance(e, tuple(call.expect)), \
+            assert type(e) in call.expect or isinstance(e, tuple(call.expect)), (
                 f"raised {type(e).__name__} ({e}), expected one of {call.expect}"
-            _unchanged(snap)   # buffers and inputs untouched
+            )
+            _unchanged(snap)  # buffers and inputs untouched
             return
     assert not call.expect, f"invalid call did not raise {call.expect}"
     grad_out = kw.get("grad_out")
@@ -656,8 +780,9 @@ def _check(call):
     rkw = dict(kw, out=None, grad_out=None)
     rargs = list(call.args)
     if grad_out is not None and grad_out is call.args[0]:
-        rargs[0] = np.frombuffer(dict((id(o), b) for o, b in snap)[id(grad_out)],
-                                 dtype=grad_out.dtype).reshape(grad_out.shape)
+        rargs[0] = np.frombuffer(
+            dict((id(o), b) for o, b in snap)[id(grad_out)], dtype=grad_out.dtype
+        ).reshape(grad_out.shape)
     want = call.reffn(*rargs, **rkw)
     x0 = np.asarray(rargs[0])
     cdt = _compute(x0.dtype)
@@ -677,8 +802,7 @@ def _check(call):
             assert lg is kw["out"]
     else:
         assert isinstance(lg, np.generic) and lg.dtype == cdt, type(lg)
-    _close(lg, lw, cdt, "loss", _sum_scale(call, rargs, kw),
-           allow_nan=allow[0])
+    _close(lg, lw, cdt, "loss", _sum_scale(call, rargs, kw), allow_nan=allow[0])
     # bitwise identical single-threaded (for a call without buffers)
     if kw.get("n_threads") not in (None, 1) and grad_out is None:
         again = call.fn(*rargs, **dict(kw, out=None, n_threads=1))
@@ -695,36 +819,50 @@ def test_fuzz_softmax_cross_entropy(call, simd):
 
 
 @FUZZ
-@given(call=elementwise_calls(fl.binary_cross_entropy_with_logits,
-                              ref.binary_cross_entropy_with_logits, "bce"),
-       simd=st.sampled_from(SIMD))
+@given(
+    call=elementwise_calls(
+        fl.binary_cross_entropy_with_logits, ref.binary_cross_entropy_with_logits, "bce"
+    ),
+    simd=st.sampled_from(SIMD),
+)
 def test_fuzz_binary_cross_entropy_with_logits(call, simd):
     _run(call, simd)
 
 
 @FUZZ
-@given(call=elementwise_calls(fl.sigmoid_focal_loss, ref.sigmoid_focal_loss, "focal"),
-       simd=st.sampled_from(SIMD))
+@given(
+    call=elementwise_calls(fl.sigmoid_focal_loss, ref.sigmoid_focal_loss, "focal"),
+    simd=st.sampled_from(SIMD),
+)
 def test_fuzz_sigmoid_focal_loss(call, simd):
     _run(call, simd)
 
 
 @FUZZ
-@given(call=elementwise_calls(fl.huber_loss, ref.huber_loss, "delta"),
-       simd=st.sampled_from(SIMD))
+@given(call=elementwise_calls(fl.huber_loss, ref.huber_loss, "delta"), simd=st.sampled_from(SIMD))
 def test_fuzz_huber_loss(call, simd):
     _run(call, simd)
 
 
 @FUZZ
-@given(call=elementwise_calls(fl.smooth_l1_loss, ref.smooth_l1_loss, "beta"),
-       simd=st.sampled_from(SIMD))
+@given(
+    call=elementwise_calls(fl.smooth_l1_loss, ref.smooth_l1_loss, "beta"),
+    simd=st.sampled_from(SIMD),
+)
 def test_fuzz_smooth_l1_loss(call, simd):
     _run(call, simd)
 
 
-@pytest.mark.parametrize("fn", [fl.softmax_cross_entropy, fl.binary_cross_entropy_with_logits,
-                                fl.sigmoid_focal_loss, fl.huber_loss, fl.smooth_l1_loss])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        fl.softmax_cross_entropy,
+        fl.binary_cross_entropy_with_logits,
+        fl.sigmoid_focal_loss,
+        fl.huber_loss,
+        fl.smooth_l1_loss,
+    ],
+)
 def test_fuzz_smoke_valid_call(fn):
     """The checker itself accepts a plain valid call (guards against a vacuous fuzz)."""
     x = np.linspace(-2, 2, 12).reshape(3, 4)

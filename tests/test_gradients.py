@@ -1,9 +1,9 @@
 """Gradients: finite differences in float64, mean vs sum scaling, fused vs loss-only."""
+
 import numpy as np
 import pytest
 
 import fusedloss as fl
-
 
 # Every test here runs once per SIMD target this CPU supports.
 pytestmark = pytest.mark.usefixtures("each_simd_target")
@@ -27,21 +27,39 @@ def _cases():
     bce = fl.binary_cross_entropy_with_logits
     return [
         ("ce", lambda x, **k: ce(x, t_idx, **k), x_ce),
-        ("ce-weight-smooth", lambda x, **k: ce(x, t_idx, weight=w, label_smoothing=0.15, **k),
-         x_ce),
+        (
+            "ce-weight-smooth",
+            lambda x, **k: ce(x, t_idx, weight=w, label_smoothing=0.15, **k),
+            x_ce,
+        ),
         ("ce-prob", lambda x, **k: ce(x, t_prob, **k), x_ce),
-        ("ce-prob-weight-smooth",
-         lambda x, **k: ce(x, t_prob, weight=w, label_smoothing=0.3, **k), x_ce),
-        ("ce-3d", lambda x, **k: ce(x, np.array([[1, 2], [0, 3]]), **k),
-         rng.normal(size=(2, 2, 4))),
+        (
+            "ce-prob-weight-smooth",
+            lambda x, **k: ce(x, t_prob, weight=w, label_smoothing=0.3, **k),
+            x_ce,
+        ),
+        (
+            "ce-3d",
+            lambda x, **k: ce(x, np.array([[1, 2], [0, 3]]), **k),
+            rng.normal(size=(2, 2, 4)),
+        ),
         ("bce", lambda x, **k: bce(x, t_soft, **k), x_ew),
-        ("bce-weights", lambda x, **k: bce(x, t_soft, weight=w_rows,
-                                           pos_weight=np.linspace(0.5, 3, 6), **k), x_ew),
+        (
+            "bce-weights",
+            lambda x, **k: bce(x, t_soft, weight=w_rows, pos_weight=np.linspace(0.5, 3, 6), **k),
+            x_ew,
+        ),
         ("focal", lambda x, **k: fl.sigmoid_focal_loss(x, t_hard, **k), x_ew),
-        ("focal-soft-g1.5", lambda x, **k: fl.sigmoid_focal_loss(x, t_soft, gamma=1.5,
-                                                                  alpha=0.6, **k), x_ew),
-        ("focal-g0.5-noalpha", lambda x, **k: fl.sigmoid_focal_loss(x, t_hard, gamma=0.5,
-                                                                     alpha=-1, **k), x_ew),
+        (
+            "focal-soft-g1.5",
+            lambda x, **k: fl.sigmoid_focal_loss(x, t_soft, gamma=1.5, alpha=0.6, **k),
+            x_ew,
+        ),
+        (
+            "focal-g0.5-noalpha",
+            lambda x, **k: fl.sigmoid_focal_loss(x, t_hard, gamma=0.5, alpha=-1, **k),
+            x_ew,
+        ),
         ("huber", lambda x, **k: fl.huber_loss(x, t_soft, delta=0.8, **k), e_far),
         ("smooth_l1", lambda x, **k: fl.smooth_l1_loss(x, t_soft, beta=0.6, **k), e_far),
         ("l1", lambda x, **k: fl.smooth_l1_loss(x, t_soft, beta=0.0, **k), e_far),

@@ -6,17 +6,17 @@ axes without a copy, arrays of more than 32 dimensions, empty batches without cl
 Every lie must end either in the right answer (the real buffer is what counts) or in a
 clear exception before anything is written; never in memory corruption.  The racing
 writers and Ctrl-C are in test_racing.py."""
+
 import pickle
 import sys
 import tracemalloc
 
 import numpy as np
 import pytest
+from _util import assert_close
 
 import fusedloss as fl
 from fusedloss import reference as ref
-
-from _util import assert_close
 
 CE = fl.softmax_cross_entropy
 BCE = fl.binary_cross_entropy_with_logits
@@ -24,8 +24,13 @@ FOCAL = fl.sigmoid_focal_loss
 HUBER = fl.huber_loss
 SL1 = fl.smooth_l1_loss
 ALL = [CE, BCE, FOCAL, HUBER, SL1]
-REF = {CE: ref.softmax_cross_entropy, BCE: ref.binary_cross_entropy_with_logits,
-       FOCAL: ref.sigmoid_focal_loss, HUBER: ref.huber_loss, SL1: ref.smooth_l1_loss}
+REF = {
+    CE: ref.softmax_cross_entropy,
+    BCE: ref.binary_cross_entropy_with_logits,
+    FOCAL: ref.sigmoid_focal_loss,
+    HUBER: ref.huber_loss,
+    SL1: ref.smooth_l1_loss,
+}
 ids = [f.__name__ for f in ALL]
 rng = np.random.default_rng(8)
 
@@ -42,6 +47,7 @@ def inputs(fn, dtype=np.float64, shape=(6, 5), probs=False):
 
 # ------------------------------------------------------------------ lying subclasses
 
+
 def liar(attr, value):
     """An ndarray subclass whose `attr` property returns `value`."""
     return type(f"Liar_{attr}", (np.ndarray,), {attr: property(lambda self: value)})
@@ -49,6 +55,7 @@ def liar(attr, value):
 
 class _Flags:
     """A flags object that claims everything."""
+
     c_contiguous = f_contiguous = writeable = aligned = owndata = True
     writebackifcopy = False
 
@@ -160,9 +167,14 @@ def test_issue_reproducer_grad_out_shape_liar():
         @property
         def shape(self):
             return (2000, 1000)
+
     with pytest.raises(ValueError, match="grad_out"):
-        CE(np.zeros((2000, 1000)), np.zeros(2000, np.int64), return_grad=True,
-           grad_out=np.zeros(1).view(Liar))
+        CE(
+            np.zeros((2000, 1000)),
+            np.zeros(2000, np.int64),
+            return_grad=True,
+            grad_out=np.zeros(1).view(Liar),
+        )
 
 
 def test_grad_into_immutable_bytes_is_refused():
@@ -184,6 +196,7 @@ def test_ce_class_index_subclass_lying_about_shape():
 
 # ------------------------------------------------------------------ masked arrays
 
+
 @pytest.mark.parametrize("fn", ALL, ids=ids)
 @pytest.mark.parametrize("arg", ["input", "target", "out", "grad_out", "weight"])
 def test_masked_arrays_are_refused(fn, arg):
@@ -194,8 +207,10 @@ def test_masked_arrays_are_refused(fn, arg):
     elif arg == "target":
         t = np.ma.masked_array(t, mask=np.ones(t.shape, bool))
     elif arg == "out":
-        kw = dict(reduction="none", out=np.ma.masked_array(
-            np.zeros(x.shape[:-1] if fn is CE else x.shape)))
+        kw = dict(
+            reduction="none",
+            out=np.ma.masked_array(np.zeros(x.shape[:-1] if fn is CE else x.shape)),
+        )
     elif arg == "grad_out":
         kw = dict(return_grad=True, grad_out=np.ma.masked_array(np.zeros(x.shape)))
     else:
@@ -209,6 +224,7 @@ def test_masked_arrays_are_refused(fn, arg):
 
 
 # ------------------------------------------------------------------ torch tensors
+
 
 def test_tensor_requiring_grad_is_a_type_error_that_says_detach():
     torch = pytest.importorskip("torch")
@@ -230,6 +246,7 @@ def test_foreign_array_conversion_errors_become_type_errors():
     class Bad:
         def __array__(self, dtype=None, copy=None):
             raise RuntimeError("cannot export")
+
     for fn in ALL:
         x, t = inputs(fn)
         with pytest.raises(TypeError, match="cannot export"):
@@ -239,6 +256,7 @@ def test_foreign_array_conversion_errors_become_type_errors():
 
 
 # ------------------------------------------------------------------ pickled arrays
+
 
 @pytest.mark.parametrize("fn", ALL, ids=ids)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -260,6 +278,7 @@ def test_in_place_on_arrays_that_came_through_pickle(fn, dtype):
 
 def test_in_place_on_arrays_that_came_through_multiprocessing_pipe():
     import multiprocessing as mp
+
     x, t = inputs(CE, np.float32)
     a, b = mp.Pipe()
     a.send((x, t))
@@ -271,6 +290,7 @@ def test_in_place_on_arrays_that_came_through_multiprocessing_pipe():
 
 # ------------------------------------------------------------------ reduction as str subclass
 
+
 @pytest.mark.parametrize("fn", ALL, ids=ids)
 def test_reduction_accepts_str_subclasses(fn):
     x, t = inputs(fn)
@@ -278,6 +298,7 @@ def test_reduction_accepts_str_subclasses(fn):
     class MyStr(str):
         def __eq__(self, other):  # a subclass that lies about equality
             return True
+
         __hash__ = str.__hash__
 
     for red in ("mean", "sum", "none"):
@@ -292,6 +313,7 @@ def test_reduction_accepts_str_subclasses(fn):
 
 
 # ------------------------------------------------------------------ empty batches
+
 
 @pytest.mark.parametrize("shape", [(0, 0), (0, 3, 0), (2, 0, 0)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -308,8 +330,10 @@ def test_empty_batch_without_classes(shape, dtype):
     assert g is x
     if torch_available():
         import torch
-        tl = torch.nn.functional.cross_entropy(torch.zeros(0, 0, dtype=torch.float64),
-                                               torch.zeros(0, dtype=torch.long))
+
+        tl = torch.nn.functional.cross_entropy(
+            torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+        )
         assert np.isnan(tl.item())  # the PyTorch behaviour we follow
 
 
@@ -321,12 +345,14 @@ def test_rows_without_classes_still_raise():
 def torch_available():
     try:
         import torch  # noqa: F401
+
         return True
     except ImportError:
         return False
 
 
 # ------------------------------------------------------------------ many dimensions
+
 
 @pytest.mark.parametrize("ndim", [32, 33, 40, 64])
 @pytest.mark.parametrize("name", ["weight", "pos_weight"])
@@ -352,7 +378,7 @@ def test_broadcast_weights_on_many_dimensions(ndim, name):
 # ------------------------------------------------------------------ broadcast without copies
 
 BCAST_CASES = [  # input shape, weight shape
-    ((1000, 1000, 100), (1000, 1, 100)),   # the issue's middle axis
+    ((1000, 1000, 100), (1000, 1, 100)),  # the issue's middle axis
     ((50, 40, 30), (50, 1, 30)),
     ((50, 40, 30), (1, 40, 1)),
     ((50, 40, 30), (40, 1)),
@@ -375,16 +401,21 @@ def test_any_broadcast_pattern_matches_the_reference(shape, wshape, dtype, name)
     t = rng.uniform(size=shape).astype(dtype)
     w = rng.uniform(0.5, 2, size=wshape).astype(dtype)
     kw = {"weight": w, "pos_weight": w[..., ::-1].copy()} if name == "both" else {name: w}
-    want = ref.binary_cross_entropy_with_logits(x, t, return_grad=True, reduction="none",
-                                                **kw)
+    want = ref.binary_cross_entropy_with_logits(x, t, return_grad=True, reduction="none", **kw)
     got = BCE(x, t, return_grad=True, reduction="none", **kw)
     assert_close(got[0], want[0], dtype, "loss")
     assert_close(got[1], want[1], dtype, "grad")
     for nt in (1, 2):  # above the parallel threshold too: same bits for every thread count
         xb = np.tile(x, (8,) + (1,) * (x.ndim - 1))
         tb = np.tile(t, (8,) + (1,) * (x.ndim - 1))
-        kwb = {k: (np.tile(v, (8,) + (1,) * (v.ndim - 1)) if v.ndim == x.ndim and
-                   v.shape[0] != 1 else v) for k, v in kw.items()}
+        kwb = {
+            k: (
+                np.tile(v, (8,) + (1,) * (v.ndim - 1))
+                if v.ndim == x.ndim and v.shape[0] != 1
+                else v
+            )
+            for k, v in kw.items()
+        }
         r1 = BCE(xb, tb, return_grad=True, reduction="sum", n_threads=1, **kwb)
         r2 = BCE(xb, tb, return_grad=True, reduction="sum", n_threads=nt, **kwb)
         assert r1[0] == r2[0] and np.array_equal(r1[1], r2[1])
@@ -405,7 +436,7 @@ def test_middle_axis_weight_is_not_materialised():
         tracemalloc.stop()
     assert g is x
     assert peak < 1 << 20, f"peak traced allocation {peak} bytes"
-    assert np.isclose(loss, np.log1p(np.exp(0.5)) , rtol=1e-5)
+    assert np.isclose(loss, np.log1p(np.exp(0.5)), rtol=1e-5)
 
 
 # ------------------------------------------------------------------ parameters vs float32
@@ -414,12 +445,21 @@ F32_MAX = float(np.finfo(np.float32).max)
 F32_TINY = float(np.finfo(np.float32).tiny)
 
 
-@pytest.mark.parametrize("fn,name,value", [
-    (HUBER, "delta", 1e39), (HUBER, "delta", 1e-46), (HUBER, "delta", 1e-39),
-    (HUBER, "delta", 3.5e38), (SL1, "beta", 1e39), (SL1, "beta", 1e-46),
-    (SL1, "beta", 1e-40), (FOCAL, "gamma", 1e39), (FOCAL, "alpha", 1e39),
-    (FOCAL, "alpha", -1e39),
-])
+@pytest.mark.parametrize(
+    "fn,name,value",
+    [
+        (HUBER, "delta", 1e39),
+        (HUBER, "delta", 1e-46),
+        (HUBER, "delta", 1e-39),
+        (HUBER, "delta", 3.5e38),
+        (SL1, "beta", 1e39),
+        (SL1, "beta", 1e-46),
+        (SL1, "beta", 1e-40),
+        (FOCAL, "gamma", 1e39),
+        (FOCAL, "alpha", 1e39),
+        (FOCAL, "alpha", -1e39),
+    ],
+)
 def test_float32_refuses_parameters_it_cannot_hold(fn, name, value):
     x, t = inputs(fn, np.float32)
     for extra in ({}, {"reduction": "none", "out": np.zeros(x.shape, np.float32)}):
@@ -427,8 +467,7 @@ def test_float32_refuses_parameters_it_cannot_hold(fn, name, value):
             fn(x, t, **{name: value}, **extra)
     # float64 computes with the exact parameter
     got = fn(x.astype(np.float64), t.astype(np.float64), **{name: value}, reduction="none")
-    want = REF[fn](x.astype(np.float64), t.astype(np.float64), **{name: value},
-                   reduction="none")
+    want = REF[fn](x.astype(np.float64), t.astype(np.float64), **{name: value}, reduction="none")
     assert_close(got, want, np.float64)
 
 
@@ -442,11 +481,15 @@ def test_issue_parameter_examples_in_float64():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_focal_huge_gamma_is_finite_and_matches_the_reference(value, dtype):
     x = np.concatenate([np.linspace(-30, 30, 61), [-100, 100, -1e-3, 1e-3, 0]]).astype(dtype)
-    t = np.tile([0.0, 1.0, 0.5], len(x))[:len(x)].astype(dtype)
+    t = np.tile([0.0, 1.0, 0.5], len(x))[: len(x)].astype(dtype)
     loss, g = FOCAL(x, t, gamma=value, reduction="none", return_grad=True)
-    want = ref.sigmoid_focal_loss(x.astype(np.float64), t.astype(np.float64),
-                                  gamma=float(np.asarray(value, dtype)), reduction="none",
-                                  return_grad=True)
+    want = ref.sigmoid_focal_loss(
+        x.astype(np.float64),
+        t.astype(np.float64),
+        gamma=float(np.asarray(value, dtype)),
+        reduction="none",
+        return_grad=True,
+    )
     assert np.isfinite(loss).all() and np.isfinite(g).all()
     tol = dict(rtol=2e-4, atol=1e-30) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-300)
     np.testing.assert_allclose(loss, want[0], **tol)
@@ -473,6 +516,7 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("fast", [True, False])
 def test_float32_sum_beyond_range_is_inf_without_a_warning(fast):
     import warnings
+
     x = np.full((4, 4), 3e38, np.float32)
     t = np.zeros((4, 4), np.float32)
     kw = {} if fast else {"weight": np.ones(4, np.float32)}
@@ -480,5 +524,4 @@ def test_float32_sum_beyond_range_is_inf_without_a_warning(fast):
         warnings.simplefilter("error")
         assert fl.binary_cross_entropy_with_logits(x, t, reduction="sum", **kw) == np.inf
         w = np.full(4, 3e38, np.float32)
-        assert CE(np.zeros((4, 4), np.float32), np.arange(4), weight=w,
-                  reduction="sum") == np.inf
+        assert CE(np.zeros((4, 4), np.float32), np.arange(4), weight=w, reduction="sum") == np.inf

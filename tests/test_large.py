@@ -5,6 +5,7 @@ page, so 2 x 8 GiB of float32 cost no physical memory to read; only the few
 pages written at the end are real.  Runs only on 64-bit Linux (where calloc of
 large blocks is lazily mapped) and takes a few seconds.
 """
+
 import sys
 
 import numpy as np
@@ -15,8 +16,10 @@ import fusedloss as fl
 N = 2**31 + 4096  # elements: more than an int32 can index
 
 
-@pytest.mark.skipif(sys.platform != "linux" or sys.maxsize <= 2**32,
-                    reason="needs lazily mapped zero pages (64-bit Linux)")
+@pytest.mark.skipif(
+    sys.platform != "linux" or sys.maxsize <= 2**32,
+    reason="needs lazily mapped zero pages (64-bit Linux)",
+)
 @pytest.mark.slow
 def test_elementwise_beyond_int32_indices():
     try:
@@ -24,7 +27,7 @@ def test_elementwise_beyond_int32_indices():
         t = np.zeros(N, dtype=np.float32)
     except MemoryError:
         pytest.skip("cannot reserve 16 GiB of address space here")
-    x[-3:] = 3.0       # past 2^31: only reached if indices do not wrap
+    x[-3:] = 3.0  # past 2^31: only reached if indices do not wrap
     x[2**31 - 1] = -2.0
     # Huber(delta=1) of an error e with |e| > 1 is |e| - 0.5
     total = fl.huber_loss(x, t, reduction="sum", n_threads=2)

@@ -8,6 +8,7 @@ paths (each documented exception), and calls big enough to start helper threads
 (/proc/self/statm, or getrusage's peak elsewhere) must not grow, and no reference
 to an input is leaked (sys.getrefcount).  About 5-10 s.
 """
+
 import gc
 import os
 import sys
@@ -27,6 +28,7 @@ def _rss_bytes():
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         import resource  # peak, not current: growth still shows
+
         r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return r if sys.platform == "darwin" else r * 1024
 
@@ -89,8 +91,25 @@ def _workload():
         lambda: raises(ValueError, CE, x64, t, weight=w[:3]),
     ]
     threaded = lambda: HUB(big, bigt, return_grad=True, n_threads=2)  # noqa: E731
-    keep = [x32, x64, t, t_bad, y64, y32, probs, w, out8, out80, g64, g32, inplace, x16,
-            xint, big, bigt]
+    keep = [
+        x32,
+        x64,
+        t,
+        t_bad,
+        y64,
+        y32,
+        probs,
+        w,
+        out8,
+        out80,
+        g64,
+        g32,
+        inplace,
+        x16,
+        xint,
+        big,
+        bigt,
+    ]
 
     def run(n):
         k = len(calls)
@@ -119,9 +138,11 @@ def test_no_growth_over_many_calls():
         rss1 = _rss_bytes()
     finally:
         tracemalloc.stop()
-    print(f"\n{CALLS} calls: tracemalloc {traced0} -> {traced1} bytes "
-          f"({traced1 - traced0:+d}); RSS {rss0 / 2**20:.2f} -> {rss1 / 2**20:.2f} MiB "
-          f"({(rss1 - rss0) / 2**10:+.0f} KiB)")
+    print(
+        f"\n{CALLS} calls: tracemalloc {traced0} -> {traced1} bytes "
+        f"({traced1 - traced0:+d}); RSS {rss0 / 2**20:.2f} -> {rss1 / 2**20:.2f} MiB "
+        f"({(rss1 - rss0) / 2**10:+.0f} KiB)"
+    )
     assert [sys.getrefcount(a) for a in keep] == refs, "a reference to an input leaked"
     # A leak of even 1 byte per call would show as 100 KB here.
     assert traced1 - traced0 < 32 * 1024

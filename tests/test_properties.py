@@ -1,7 +1,9 @@
 """Hypothesis property tests: random shapes, values and options vs the reference,
 and invariants that hold for every input."""
+
 import numpy as np
 import pytest
+from _util import assert_close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -9,14 +11,14 @@ from hypothesis.extra import numpy as hnp
 import fusedloss as fl
 from fusedloss import reference as ref
 
-from _util import assert_close
-
-
 # Every test here runs once per SIMD target this CPU supports.
 pytestmark = pytest.mark.usefixtures("each_simd_target")
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 dtypes = st.sampled_from([np.float32, np.float64])
 reductions = st.sampled_from(["mean", "sum", "none"])
 finite = dict(allow_nan=False, allow_infinity=False)
@@ -34,8 +36,7 @@ def ce_case(draw):
     x = draw(arrays(dtype, batch + (C,)))
     kw = {"label_smoothing": draw(st.sampled_from([0.0, 0.0, 0.05, 0.5, 1.0]))}
     if draw(st.booleans()):
-        kw["weight"] = draw(hnp.arrays(dtype, (C,),
-                                       elements=st.floats(0, 5, width=32, **finite)))
+        kw["weight"] = draw(hnp.arrays(dtype, (C,), elements=st.floats(0, 5, width=32, **finite)))
     if draw(st.booleans()):
         t = draw(hnp.arrays(np.float64, batch + (C,), elements=st.floats(0, 1, **finite)))
         t = t.astype(dtype)
@@ -97,14 +98,12 @@ def test_bce_matches_reference(case, reduction, data):
         if data.draw(st.booleans()):
             # any shape that broadcasts to the input: drop leading axes, set some to 1
             nd = data.draw(st.integers(0, len(shape)))
-            wshape = tuple(s if data.draw(st.booleans()) else 1
-                           for s in shape[len(shape) - nd:])
-            kw[name] = data.draw(hnp.arrays(dtype, wshape,
-                                            elements=st.floats(0, 4, width=32, **finite)))
-    got = fl.binary_cross_entropy_with_logits(x, t, reduction=reduction, return_grad=True,
-                                              **kw)
-    want = ref.binary_cross_entropy_with_logits(x, t, reduction=reduction, return_grad=True,
-                                                **kw)
+            wshape = tuple(s if data.draw(st.booleans()) else 1 for s in shape[len(shape) - nd :])
+            kw[name] = data.draw(
+                hnp.arrays(dtype, wshape, elements=st.floats(0, 4, width=32, **finite))
+            )
+    got = fl.binary_cross_entropy_with_logits(x, t, reduction=reduction, return_grad=True, **kw)
+    want = ref.binary_cross_entropy_with_logits(x, t, reduction=reduction, return_grad=True, **kw)
     assert_close(got[0], want[0], dtype, "loss")
     assert_close(got[1], want[1], dtype, "grad")
 
@@ -113,10 +112,12 @@ def test_bce_matches_reference(case, reduction, data):
 @given(ew_case(), reductions, st.floats(-1, 1), st.sampled_from([0.0, 0.3, 1.0, 2.0, 3.7]))
 def test_focal_matches_reference(case, reduction, alpha, gamma):
     x, t, dtype, _ = case
-    got = fl.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction,
-                                return_grad=True)
-    want = ref.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction,
-                                  return_grad=True)
+    got = fl.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction=reduction, return_grad=True
+    )
+    want = ref.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction=reduction, return_grad=True
+    )
     assert_close(got[0], want[0], dtype, "loss")
     assert_close(got[1], want[1], dtype, "grad")
     assert np.isfinite(got[1]).all()

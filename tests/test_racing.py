@@ -11,6 +11,7 @@ Ctrl-C during a long call raises KeyboardInterrupt within about 0.1 s, leaving t
 inputs untouched (out/grad_out may be partly written, as documented).
 
 These tests also run on a free-threaded CPython (tools/freethreaded.sh)."""
+
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ def guarded(shape, dtype):
     """An array of `shape` inside a larger buffer whose margins hold CANARY."""
     n = int(np.prod(shape))
     raw = np.full(n + 2 * PAD, CANARY, dtype)
-    inner = raw[PAD:PAD + n].reshape(shape)
+    inner = raw[PAD : PAD + n].reshape(shape)
     inner[...] = 0
     return raw, inner
 
@@ -73,7 +74,7 @@ class Racer:
         self.thread.join()
 
 
-BAD_VALUES = [-1, -2**63, 2**63 - 1, 10**6, 10**12, -101]
+BAD_VALUES = [-1, -(2**63), 2**63 - 1, 10**6, 10**12, -101]
 
 # (rows, classes): few-class tiles (C <= 16), the row path, large rows, and sizes above
 # the parallel threshold (2^18 elements) so helper threads read the indices too
@@ -107,8 +108,7 @@ def test_racing_class_indices_never_corrupt_memory(each_simd_target, shape, dtyp
                 kw.update(return_grad=True, grad_out=x)
             elif mode == "validating":  # the Python-level path: weights and out=
                 raw_l, lo = guarded((rows,), dtype)
-                kw.update(weight=np.ones(C, dtype), reduction="none", out=lo,
-                          return_grad=True)
+                kw.update(weight=np.ones(C, dtype), reduction="none", out=lo, return_grad=True)
             x_in = x if mode == "grad_inplace" else logits
             try:
                 res = CE(x_in, target, **kw)
@@ -119,8 +119,9 @@ def test_racing_class_indices_never_corrupt_memory(each_simd_target, shape, dtyp
                 outcomes["ok"] += 1
                 loss = res[0] if isinstance(res, tuple) else res
                 loss = np.asarray(loss)
-                assert np.isfinite(loss).all() and (loss >= 0).all(), \
+                assert np.isfinite(loss).all() and (loss >= 0).all(), (
                     "a valid result must be a real loss"
+                )
             if raw_g is not None:
                 assert margins_intact(raw_g), "gradient written out of bounds"
             if raw_x is not None:
@@ -149,10 +150,12 @@ def test_invalid_index_seen_only_by_the_kernel_gives_nan_rows_and_index_error():
 
 # ----------------------------------------------------------------- Ctrl-C
 
+
 def _sigint_after(delay):
     def fire():
         time.sleep(delay)
         os.kill(os.getpid(), signal.SIGINT)
+
     th = threading.Thread(target=fire, daemon=True)
     th.start()
     return th
@@ -162,14 +165,15 @@ LONG_CALLS = {
     # lazily mapped zero pages: gigabytes of virtual input that cost no memory to read
     "focal_loss_only": lambda x: fl.sigmoid_focal_loss(x, x, gamma=1.5, n_threads=1),
     "focal_two_threads": lambda x: fl.sigmoid_focal_loss(x, x, gamma=1.5, n_threads=2),
-    "ce_rows": lambda x: CE(x.reshape(-1, 4096), np.zeros(x.size // 4096, np.int64),
-                            n_threads=1),
+    "ce_rows": lambda x: CE(x.reshape(-1, 4096), np.zeros(x.size // 4096, np.int64), n_threads=1),
 }
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="os.kill(SIGINT) ends the process")
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason="signals reach the main thread only")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signals reach the main thread only",
+)
 @pytest.mark.parametrize("call", sorted(LONG_CALLS))
 def test_ctrl_c_interrupts_a_long_call_quickly(call):
     n = 1 << 31

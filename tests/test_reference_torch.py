@@ -26,6 +26,7 @@ REDUCTIONS = ["mean", "sum", "none"]
 # helpers
 # ----------------------------------------------------------------------------------------
 
+
 def assert_close(actual, expected, dtype, rtol=None):
     """Relative comparison, with an absolute floor scaled by the largest expected value.
 
@@ -82,8 +83,9 @@ def torch_bce(x, t, reduction, weight=None, pos_weight=None):
     xt = torch.tensor(x, requires_grad=True)
     wt = None if weight is None else torch.tensor(np.asarray(weight, dtype=x.dtype))
     pwt = None if pos_weight is None else torch.tensor(np.asarray(pos_weight, dtype=x.dtype))
-    loss = F.binary_cross_entropy_with_logits(xt, torch.tensor(t), weight=wt, pos_weight=pwt,
-                                              reduction=reduction)
+    loss = F.binary_cross_entropy_with_logits(
+        xt, torch.tensor(t), weight=wt, pos_weight=pwt, reduction=reduction
+    )
     backward(loss, reduction)
     return loss.detach().numpy(), xt.grad.numpy()
 
@@ -146,7 +148,7 @@ def make_ce_index_case(shape, dtype, option, scale, seed=0):
     ignore = opts.pop("ignore", None)
     if ignore is not None and target.ndim > 0:
         mask = rng.random(target.shape) < 0.3
-        mask.flat[0] = False                      # keep at least one row counted
+        mask.flat[0] = False  # keep at least one row counted
         target = np.where(mask, ignore, target)
     kw.update(opts)
     return z, target, kw
@@ -196,8 +198,9 @@ def test_ce_large_rows(dtype, reduction):
     check_result(got, *expected, dtype, reduction, (64,), rtol=loose)
 
 
-@pytest.mark.parametrize("tdtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
-                                    np.int64, np.uint64])
+@pytest.mark.parametrize(
+    "tdtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+)
 def test_ce_any_integer_target_dtype(tdtype):
     rng = np.random.default_rng(2)
     z = rng.standard_normal((10, 4))
@@ -210,8 +213,17 @@ def test_ce_any_integer_target_dtype(tdtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_ce_nonfinite_logits_propagate(dtype, reduction):
-    z = np.array([[0.0, 1.0, 2.0], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0],
-                  [-np.inf, -np.inf, -np.inf], [1.0, 2.0, 3.0]], dtype=dtype)
+    z = np.array(
+        [
+            [0.0, 1.0, 2.0],
+            [np.nan, 0.0, 1.0],
+            [np.inf, 0.0, 1.0],
+            [-np.inf, 0.0, 1.0],
+            [-np.inf, -np.inf, -np.inf],
+            [1.0, 2.0, 3.0],
+        ],
+        dtype=dtype,
+    )
     target = np.array([0, 1, 2, 1, 0, 2])
     expected = torch_ce(z, target, reduction)
     got = ref.softmax_cross_entropy(z, target, reduction=reduction, return_grad=True)
@@ -251,6 +263,7 @@ def test_ce_probability_targets(dtype, reduction, shape, option, scale):
 # ----------------------------------------------------------------------------------------
 # softmax cross-entropy: where the reference deliberately differs from PyTorch
 # ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -322,14 +335,16 @@ BCE_OPTIONS = {
     "plain": lambda rng, shape: {},
     "weight_last_axis": lambda rng, shape: dict(weight=rng.uniform(0, 2, shape[-1:])),
     "weight_first_axis": lambda rng, shape: dict(
-        weight=rng.uniform(0, 2, shape[:1] + (1,) * (len(shape) - 1))),
+        weight=rng.uniform(0, 2, shape[:1] + (1,) * (len(shape) - 1))
+    ),
     "weight_full": lambda rng, shape: dict(weight=rng.uniform(0, 2, shape)),
     "weight_scalar": lambda rng, shape: dict(weight=np.array(0.7)),
     "weight_one_elem": lambda rng, shape: dict(weight=np.array([1.3])),
     "pos_weight": lambda rng, shape: dict(pos_weight=rng.uniform(0.1, 5, shape[-1:])),
     "pos_weight_scalar": lambda rng, shape: dict(pos_weight=np.array(3.0)),
-    "both": lambda rng, shape: dict(weight=rng.uniform(0, 2, shape[-1:]),
-                                    pos_weight=rng.uniform(0.1, 5, shape[-1:])),
+    "both": lambda rng, shape: dict(
+        weight=rng.uniform(0, 2, shape[-1:]), pos_weight=rng.uniform(0.1, 5, shape[-1:])
+    ),
 }
 
 
@@ -371,8 +386,9 @@ def test_bce_nonfinite(dtype, pos_weight):
     t = np.array([1.0, 0.5, 0.5, 0.0, 1.0, np.nan, 0.0, 1.0], dtype=dtype)
     kw = {} if pos_weight is None else dict(pos_weight=np.array(pos_weight, dtype=dtype))
     loss_t, grad_t = torch_bce(x, t, "none", **kw)
-    loss, grad = ref.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
-                                                      **kw)
+    loss, grad = ref.binary_cross_entropy_with_logits(
+        x, t, reduction="none", return_grad=True, **kw
+    )
     assert_close(grad, grad_t, dtype)
     # At x = -inf with t > 0 PyTorch's (1 - t) * x + ... gives -inf + inf = NaN; the
     # reference's pw * t * softplus(-x) + (1 - t) * softplus(x) gives the limit +inf.
@@ -382,8 +398,9 @@ def test_bce_nonfinite(dtype, pos_weight):
 
 
 def test_bce_empty_mean_is_nan():
-    loss, grad = ref.binary_cross_entropy_with_logits(np.zeros((0, 3)), np.zeros((0, 3)),
-                                                      return_grad=True)
+    loss, grad = ref.binary_cross_entropy_with_logits(
+        np.zeros((0, 3)), np.zeros((0, 3)), return_grad=True
+    )
     assert np.isnan(loss) and grad.shape == (0, 3)
     assert np.isnan(torch_bce(np.zeros((0, 3)), np.zeros((0, 3)), "mean")[0])
 
@@ -392,18 +409,27 @@ def test_bce_empty_mean_is_nan():
 # sigmoid focal loss
 # ----------------------------------------------------------------------------------------
 
+
 def focal_compare(x, t, dtype, alpha, gamma, reduction, rtol=None, torch_dtype=torch.float64):
     expected_loss, expected_grad = torch_focal(x, t, alpha, gamma, reduction, torch_dtype)
-    loss, grad = ref.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction,
-                                        return_grad=True)
+    loss, grad = ref.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction=reduction, return_grad=True
+    )
     # PyTorch's autograd gives NaN at a saturated, correct prediction (q == 0) when
     # gamma < 1; the reference gives the analytic limit there. Compare elsewhere.
     skip = np.isnan(expected_grad) & np.isfinite(x) & np.isfinite(t)
     if skip.any():
         assert gamma < 1
         assert np.all(np.isfinite(grad[skip]))
-    check_result((loss, np.where(skip, 0, grad).astype(dtype)), expected_loss,
-                 np.where(skip, 0, expected_grad), dtype, reduction, x.shape, rtol)
+    check_result(
+        (loss, np.where(skip, 0, grad).astype(dtype)),
+        expected_loss,
+        np.where(skip, 0, expected_grad),
+        dtype,
+        reduction,
+        x.shape,
+        rtol,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -456,7 +482,7 @@ def test_focal_saturated_gradient_is_the_limit(dtype, gamma):
     loss, grad = ref.sigmoid_focal_loss(x, t, gamma=gamma, reduction="none", return_grad=True)
     assert np.all(loss == 0) and np.all(grad == 0)
     _, torch_grad = torch_focal(x, t, 0.25, gamma, "none")
-    assert np.all(np.isnan(torch_grad))   # the deliberate difference
+    assert np.all(np.isnan(torch_grad))  # the deliberate difference
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -469,6 +495,7 @@ def test_focal_nonfinite(dtype):
 # ----------------------------------------------------------------------------------------
 # Huber and smooth L1
 # ----------------------------------------------------------------------------------------
+
 
 def regression_case(dtype, param, shape, seed=11):
     """Random inputs whose first elements sit on the kinks (e = +-param), at e = 0 and far out."""
@@ -526,12 +553,14 @@ def test_regression_nonfinite(dtype, beta):
 # conventions: dtypes, return types, buffers, validation
 # ----------------------------------------------------------------------------------------
 
+
 def test_compute_dtypes():
     z16 = np.zeros((2, 3), np.float16)
     assert ref.softmax_cross_entropy(z16, np.array([0, 1])).dtype == np.float32
     assert ref.huber_loss(np.arange(4), np.zeros(4)).dtype == np.float64
-    loss, grad = ref.binary_cross_entropy_with_logits(np.array([True, False]), np.array([1, 0]),
-                                                      return_grad=True)
+    loss, grad = ref.binary_cross_entropy_with_logits(
+        np.array([True, False]), np.array([1, 0]), return_grad=True
+    )
     assert loss.dtype == np.float64 and grad.dtype == np.float64
     # a float64 target is rounded to float32 for float32 logits
     x = np.array([0.3], np.float32)
@@ -558,13 +587,14 @@ def test_out_and_grad_out_buffers():
     assert got is out and np.array_equal(out, loss)
     # the gradient may overwrite the logits in place
     logits = z.copy()
-    _, g = ref.softmax_cross_entropy(logits, target, reduction="none", return_grad=True,
-                                     grad_out=logits)
+    _, g = ref.softmax_cross_entropy(
+        logits, target, reduction="none", return_grad=True, grad_out=logits
+    )
     assert g is logits and np.array_equal(logits, grad)
     with pytest.raises(ValueError):
-        ref.softmax_cross_entropy(z, target, out=np.empty(4))               # out with mean
+        ref.softmax_cross_entropy(z, target, out=np.empty(4))  # out with mean
     with pytest.raises(ValueError):
-        ref.huber_loss(z, z, grad_out=np.empty_like(z))                     # no return_grad
+        ref.huber_loss(z, z, grad_out=np.empty_like(z))  # no return_grad
     with pytest.raises(ValueError):
         ref.huber_loss(z, z, return_grad=True, grad_out=np.empty((4, 5), np.float32))
 
@@ -590,7 +620,7 @@ def test_validation():
     with pytest.raises(ValueError):
         ref.softmax_cross_entropy(z, t, weight=np.ones(3))
     with pytest.raises(ValueError):
-        ref.binary_cross_entropy_with_logits(z, np.zeros((1, 4)))           # no target broadcast
+        ref.binary_cross_entropy_with_logits(z, np.zeros((1, 4)))  # no target broadcast
     with pytest.raises(ValueError):
         ref.binary_cross_entropy_with_logits(z, z, pos_weight=np.ones(3))
     for kw in (dict(delta=0.0), dict(delta=-1.0), dict(delta=np.nan)):

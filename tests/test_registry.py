@@ -20,24 +20,25 @@ spec in the registry is picked up by every test below with no edit.
 Tests that run compiled kernels use the `each_simd_target` fixture (conftest.py): once per
 compiled SIMD target, a visible skip for targets this CPU lacks.
 """
+
 import functools
 import inspect
 import threading
 import warnings
 import zlib
 
+import cases
 import numpy as np
 import pytest
-
-import cases
-import fusedloss as fl
 from _util import DTYPES, REDUCTIONS, assert_close, compare
 from cases import LOSSES
+
+import fusedloss as fl
 from fusedloss import reference as ref
 
 NAMES = list(LOSSES)
-SHAPES = [(), (0,), (7,), (3, 5), (2, 3, 17)]   # shapes of the "none" loss
-LARGE = (300, 1024)   # a first input of 307,200 elements (>= 2**18: helper threads start)
+SHAPES = [(), (0,), (7,), (3, 5), (2, 3, 17)]  # shapes of the "none" loss
+LARGE = (300, 1024)  # a first input of 307,200 elements (>= 2**18: helper threads start)
 SIM = pytest.mark.usefixtures("each_simd_target")
 
 
@@ -96,8 +97,7 @@ def _case(name, variant, sym, shape, dtype, *tags, scale=3.0, as_input_shape=Fal
     spec = LOSSES[name]
     xshape = tuple(shape) if as_input_shape else cases.input_shape(spec, shape)
     rng = _rng(name, variant, repr(sym), xshape, np.dtype(dtype).str, *tags)
-    args = cases.make_args(spec, xshape, dtype, rng, variant=variant, scale=scale,
-                           params=sym)
+    args = cases.make_args(spec, xshape, dtype, rng, variant=variant, scale=scale, params=sym)
     kw = cases.make_params(spec, sym, xshape, _cdt(dtype), rng)
     return spec, args, kw, xshape
 
@@ -116,8 +116,9 @@ def _large(name, variant, gid, dtype):
 
 def _bits(r):
     parts = r if isinstance(r, tuple) else (r,)
-    return tuple((np.asarray(p).dtype.str, np.asarray(p).shape, np.asarray(p).tobytes())
-                 for p in parts)
+    return tuple(
+        (np.asarray(p).dtype.str, np.asarray(p).shape, np.asarray(p).tobytes()) for p in parts
+    )
 
 
 # ============================================================================ registry
@@ -127,11 +128,13 @@ def _expected_signature(spec):
     P = inspect.Parameter
     params = [P(n, P.POSITIONAL_OR_KEYWORD) for n in spec.inputs]
     params += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
-    params += [P("reduction", P.KEYWORD_ONLY, default="mean"),
-               P("return_grad", P.KEYWORD_ONLY, default=False),
-               P("out", P.KEYWORD_ONLY, default=None),
-               P("grad_out", P.KEYWORD_ONLY, default=None),
-               P("n_threads", P.KEYWORD_ONLY, default=None)]
+    params += [
+        P("reduction", P.KEYWORD_ONLY, default="mean"),
+        P("return_grad", P.KEYWORD_ONLY, default=False),
+        P("out", P.KEYWORD_ONLY, default=None),
+        P("grad_out", P.KEYWORD_ONLY, default=None),
+        P("n_threads", P.KEYWORD_ONLY, default=None),
+    ]
     return inspect.Signature(params)
 
 
@@ -185,13 +188,13 @@ def test_parity_with_reference_large(name, variant, gid, sym, dtype):
     args, kw = _large(name, variant, gid, dtype)
     fn = _public(spec)
     for reduction in REDUCTIONS:
-        want_loss, want_grad = _reference(spec)(*args, reduction=reduction, return_grad=True,
-                                                **kw)
+        want_loss, want_grad = _reference(spec)(*args, reduction=reduction, return_grad=True, **kw)
         loss, grad = fn(*args, reduction=reduction, return_grad=True, **kw)
         assert_close(loss, want_loss, dtype, f"loss {reduction}")
         assert_close(grad, want_grad, dtype, f"grad {reduction}")
-        assert_close(fn(*args, reduction=reduction, **kw), want_loss, dtype,
-                     f"loss only {reduction}")
+        assert_close(
+            fn(*args, reduction=reduction, **kw), want_loss, dtype, f"loss only {reduction}"
+        )
 
 
 # ============================================================================ (b) gradients
@@ -264,8 +267,7 @@ def _fails_and_writes_nothing(spec, args, kw, exc, match, reduction="none"):
 @pytest.mark.parametrize("name,variant", VARIANTS)
 def test_bad_reduction(name, variant, reduction):
     spec, args, _, _ = _case(name, variant, {}, (4, 6), np.float64)
-    _fails_and_writes_nothing(spec, args, {}, ValueError, "reduction",
-                              reduction=reduction)
+    _fails_and_writes_nothing(spec, args, {}, ValueError, "reduction", reduction=reduction)
 
 
 def _invalid():
@@ -275,8 +277,9 @@ def _invalid():
             for dtype in DTYPES:
                 if dts is None or np.dtype(dtype) in dts:
                     dt = np.dtype(dtype).name
-                    out.append(pytest.param(name, pname, value, exc, dtype,
-                                            id=f"{name}-{iid}-{dt}"))
+                    out.append(
+                        pytest.param(name, pname, value, exc, dtype, id=f"{name}-{iid}-{dt}")
+                    )
     return out
 
 
@@ -403,8 +406,9 @@ def test_non_finite_values_propagate_silently(name, variant, gid, sym, dtype):
 
 
 @SIM
-@pytest.mark.parametrize("in_dtype", [np.float16, np.int32, np.int8, np.uint8],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "in_dtype", [np.float16, np.int32, np.int8, np.uint8], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_float16_and_integer_inputs(name, variant, gid, sym, in_dtype):
     cdt = _cdt(in_dtype)

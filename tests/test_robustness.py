@@ -3,6 +3,7 @@ exception before anything is written, buffers and inputs are left untouched, and
 edge cases (empty, 0-d, misaligned, byte-swapped, subclassed arrays) give the
 reference's results.  Complements test_validation.py (messages) and test_fuzz.py
 (random calls)."""
+
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 
 import fusedloss as fl
-from fusedloss import _kernels
 from fusedloss import reference as ref
 
 CE = fl.softmax_cross_entropy
@@ -46,12 +46,26 @@ def unaligned(a):
 # ---------------------------------------------------------------- bad parameters
 
 BAD_SCALARS = [  # value, exception (for every real-valued parameter)
-    ("a", TypeError), ("0.5", TypeError), (b"1", TypeError), (None, TypeError),
-    ([1.0], TypeError), ((1.0,), TypeError), (np.array([0.5]), TypeError),
-    (np.array([0.5, 0.5]), TypeError), (1 + 0j, TypeError), (np.complex128(0.5), TypeError),
-    (np.array(0.5 + 0j), TypeError), (np.datetime64(1, "D"), TypeError), (object(), TypeError),
-    ({}, TypeError), (np.nan, ValueError), (np.inf, ValueError), (-np.inf, ValueError),
-    (np.float32(np.nan), ValueError), (10**400, ValueError), (-(10**400), ValueError),
+    ("a", TypeError),
+    ("0.5", TypeError),
+    (b"1", TypeError),
+    (None, TypeError),
+    ([1.0], TypeError),
+    ((1.0,), TypeError),
+    (np.array([0.5]), TypeError),
+    (np.array([0.5, 0.5]), TypeError),
+    (1 + 0j, TypeError),
+    (np.complex128(0.5), TypeError),
+    (np.array(0.5 + 0j), TypeError),
+    (np.datetime64(1, "D"), TypeError),
+    (object(), TypeError),
+    ({}, TypeError),
+    (np.nan, ValueError),
+    (np.inf, ValueError),
+    (-np.inf, ValueError),
+    (np.float32(np.nan), ValueError),
+    (10**400, ValueError),
+    (-(10**400), ValueError),
 ]
 
 
@@ -67,8 +81,9 @@ def test_non_numeric_or_non_finite_parameter(fn, value, exc):
 
 
 @pytest.mark.parametrize("fn", [CE, FOCAL, HUBER, SL1], ids=lambda f: f.__name__)
-@pytest.mark.parametrize("value", [np.float32(0.5), np.float64(0.5), np.array(0.5), 1, True,
-                                   np.int8(1)])
+@pytest.mark.parametrize(
+    "value", [np.float32(0.5), np.float64(0.5), np.array(0.5), 1, True, np.int8(1)]
+)
 def test_real_scalar_like_parameters_accepted(fn, value):
     x, t = args_for(fn)
     got = fn(x, t, **{PARAM[fn]: value})
@@ -77,17 +92,34 @@ def test_real_scalar_like_parameters_accepted(fn, value):
 
 
 @pytest.mark.parametrize("fn", ALL, ids=ids)
-@pytest.mark.parametrize("value,exc", [(0, ValueError), (-3, ValueError), (1.0, TypeError),
-                                       ("4", TypeError), ([2], TypeError),
-                                       (np.float64(2), TypeError), (-(2**70), ValueError)])
+@pytest.mark.parametrize(
+    "value,exc",
+    [
+        (0, ValueError),
+        (-3, ValueError),
+        (1.0, TypeError),
+        ("4", TypeError),
+        ([2], TypeError),
+        (np.float64(2), TypeError),
+        (-(2**70), ValueError),
+    ],
+)
 def test_bad_n_threads(fn, value, exc):
     with pytest.raises(exc, match="n_threads"):
         fn(*args_for(fn), n_threads=value)
 
 
-@pytest.mark.parametrize("value,exc", [("a", TypeError), (None, TypeError), (1.5, TypeError),
-                                       (2**63, ValueError), (-(2**63) - 1, ValueError),
-                                       (np.uint64(2**64 - 1), ValueError)])
+@pytest.mark.parametrize(
+    "value,exc",
+    [
+        ("a", TypeError),
+        (None, TypeError),
+        (1.5, TypeError),
+        (2**63, ValueError),
+        (-(2**63) - 1, ValueError),
+        (np.uint64(2**64 - 1), ValueError),
+    ],
+)
 def test_bad_ignore_index(value, exc):
     with pytest.raises(exc, match="ignore_index"):
         CE(*args_for(CE), ignore_index=value)
@@ -99,9 +131,16 @@ def test_label_smoothing_out_of_range(eps):
         CE(*args_for(CE), label_smoothing=eps)
 
 
-@pytest.mark.parametrize("fn,kw", [(HUBER, dict(delta=0.0)), (HUBER, dict(delta=-0.0)),
-                                   (HUBER, dict(delta=-1e-300)), (SL1, dict(beta=-1e-300)),
-                                   (FOCAL, dict(gamma=-1e-300))])
+@pytest.mark.parametrize(
+    "fn,kw",
+    [
+        (HUBER, dict(delta=0.0)),
+        (HUBER, dict(delta=-0.0)),
+        (HUBER, dict(delta=-1e-300)),
+        (SL1, dict(beta=-1e-300)),
+        (FOCAL, dict(gamma=-1e-300)),
+    ],
+)
 def test_parameter_ranges(fn, kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         fn(*args_for(fn), **kw)
@@ -109,8 +148,16 @@ def test_parameter_ranges(fn, kw):
 
 # ---------------------------------------------------------------- bad arrays
 
-NON_NUMERIC = [np.complex64, np.complex128, object, "U4", "S4", "datetime64[s]",
-               "timedelta64[s]", [("a", "f8")]]
+NON_NUMERIC = [
+    np.complex64,
+    np.complex128,
+    object,
+    "U4",
+    "S4",
+    "datetime64[s]",
+    "timedelta64[s]",
+    [("a", "f8")],
+]
 
 
 @pytest.mark.parametrize("fn", ALL, ids=ids)
@@ -174,13 +221,14 @@ def test_index_error_names_value_and_position():
     t[1, 2] = -5
     with pytest.raises(IndexError, match=r"target\[1, 2\] = -5 is out of range for 4 classes"):
         CE(x, t)
-    t[1, 2] = -100   # the ignore_index: fine
+    t[1, 2] = -100  # the ignore_index: fine
     CE(x, t)
     with pytest.raises(IndexError, match=r"target\[1, 2\] = -100"):
         CE(x, t, ignore_index=-1)
 
 
 # ---------------------------------------------------------------- nothing written on error
+
 
 def _bad_calls(fn):
     """(description, kwargs-updater) pairs that each make a call with valid out and
@@ -197,29 +245,39 @@ def _bad_calls(fn):
     if fn is CE:
         bad_t = t.copy()
         bad_t[-1] = 5
-        calls += [("index range", dict(target=bad_t), IndexError),
-                  ("weight length", dict(weight=np.ones(4)), ValueError),
-                  ("weight dtype", dict(weight=np.ones(5, complex)), TypeError),
-                  ("label_smoothing", dict(label_smoothing=1.5), ValueError),
-                  ("label_smoothing type", dict(label_smoothing="x"), TypeError),
-                  ("ignore_index with probs", dict(target=np.full(x.shape, 0.2),
-                                                   ignore_index=1), ValueError),
-                  ("float indices", dict(target=t.astype(float)), ValueError),
-                  ("bool indices", dict(target=t > 1), TypeError)]
+        calls += [
+            ("index range", dict(target=bad_t), IndexError),
+            ("weight length", dict(weight=np.ones(4)), ValueError),
+            ("weight dtype", dict(weight=np.ones(5, complex)), TypeError),
+            ("label_smoothing", dict(label_smoothing=1.5), ValueError),
+            ("label_smoothing type", dict(label_smoothing="x"), TypeError),
+            (
+                "ignore_index with probs",
+                dict(target=np.full(x.shape, 0.2), ignore_index=1),
+                ValueError,
+            ),
+            ("float indices", dict(target=t.astype(float)), ValueError),
+            ("bool indices", dict(target=t > 1), TypeError),
+        ]
     if fn is BCE:
-        calls += [("weight shape", dict(weight=np.ones(3)), ValueError),
-                  ("pos_weight shape", dict(pos_weight=np.ones((2, 5))), ValueError),
-                  ("pos_weight dtype", dict(pos_weight=np.ones(5, object)), TypeError)]
+        calls += [
+            ("weight shape", dict(weight=np.ones(3)), ValueError),
+            ("pos_weight shape", dict(pos_weight=np.ones((2, 5))), ValueError),
+            ("pos_weight dtype", dict(pos_weight=np.ones(5, object)), TypeError),
+        ]
     if fn is FOCAL:
-        calls += [("gamma", dict(gamma=-1.0), ValueError), ("alpha", dict(alpha=np.nan),
-                                                            ValueError),
-                  ("gamma type", dict(gamma=[2.0]), TypeError)]
+        calls += [
+            ("gamma", dict(gamma=-1.0), ValueError),
+            ("alpha", dict(alpha=np.nan), ValueError),
+            ("gamma type", dict(gamma=[2.0]), TypeError),
+        ]
     if fn is HUBER:
-        calls += [("delta", dict(delta=0.0), ValueError), ("delta type", dict(delta=None),
-                                                           TypeError)]
+        calls += [
+            ("delta", dict(delta=0.0), ValueError),
+            ("delta type", dict(delta=None), TypeError),
+        ]
     if fn is SL1:
-        calls += [("beta", dict(beta=-1.0), ValueError), ("beta type", dict(beta="1"),
-                                                          TypeError)]
+        calls += [("beta", dict(beta=-1.0), ValueError), ("beta type", dict(beta="1"), TypeError)]
     return calls
 
 
@@ -227,8 +285,11 @@ def _bad_call_ids():
     return [(fn, d, kw, e) for fn in ALL for d, kw, e in _bad_calls(fn)]
 
 
-@pytest.mark.parametrize("fn,desc,upd,exc", _bad_call_ids(),
-                         ids=[f"{fn.__name__}-{d}" for fn, d, _, _ in _bad_call_ids()])
+@pytest.mark.parametrize(
+    "fn,desc,upd,exc",
+    _bad_call_ids(),
+    ids=[f"{fn.__name__}-{d}" for fn, d, _, _ in _bad_call_ids()],
+)
 @pytest.mark.parametrize("in_place", [False, True])
 def test_failed_call_writes_nothing(fn, desc, upd, exc, in_place):
     x, t = args_for(fn)
@@ -238,18 +299,37 @@ def test_failed_call_writes_nothing(fn, desc, upd, exc, in_place):
     loss_shape = np.shape(x)[:-1] if fn is CE else np.shape(x)
     out = np.full(loss_shape, 7.0)
     grad_out = x if (in_place and x.dtype == np.float64) else np.full(np.shape(x), 7.0)
-    snaps = [(a, a.tobytes()) for a in (x, t, out, grad_out) + tuple(
-        v for v in upd.values() if isinstance(v, np.ndarray) and v.dtype.kind != "O")
-        if isinstance(a, np.ndarray) and a.dtype.kind != "O"]
+    snaps = [
+        (a, a.tobytes())
+        for a in (x, t, out, grad_out)
+        + tuple(v for v in upd.values() if isinstance(v, np.ndarray) and v.dtype.kind != "O")
+        if isinstance(a, np.ndarray) and a.dtype.kind != "O"
+    ]
     with pytest.raises(exc):
-        fn(x, t, reduction=upd.pop("reduction", "none"), return_grad=True, out=out,
-           grad_out=grad_out, **upd)
+        fn(
+            x,
+            t,
+            reduction=upd.pop("reduction", "none"),
+            return_grad=True,
+            out=out,
+            grad_out=grad_out,
+            **upd,
+        )
     for a, b in snaps:
         assert a.tobytes() == b, f"{desc}: an array was written"
 
 
-BUFFER_FAULTS = ["shape", "dtype", "byteswapped", "noncontig", "readonly", "unaligned",
-                 "list", "reduction", "no_grad"]
+BUFFER_FAULTS = [
+    "shape",
+    "dtype",
+    "byteswapped",
+    "noncontig",
+    "readonly",
+    "unaligned",
+    "list",
+    "reduction",
+    "no_grad",
+]
 
 
 def _faulty(kind, shape, dtype):
@@ -300,35 +380,41 @@ def test_bad_buffer_rejected_untouched(fn, which, kind, dtype):
 
 # ---------------------------------------------------------------- aliasing
 
+
 def _aliasing_cases():
     cases = []
     for fn in ALL:
         x, t = args_for(fn)
         cases.append((fn, "out is grad_out", x, t, {}, "same"))
         if fn is not CE:
-            cases += [(fn, "out=target", x, t, {}, "out:t"), (fn, "grad_out=target", x, t, {},
-                                                               "grad:t"),
-                      (fn, "out=logits", x, t, {}, "out:x"),
-                      (fn, "grad_out=logits, target is logits", x, x, {}, "grad:x")]
+            cases += [
+                (fn, "out=target", x, t, {}, "out:t"),
+                (fn, "grad_out=target", x, t, {}, "grad:t"),
+                (fn, "out=logits", x, t, {}, "out:x"),
+                (fn, "grad_out=logits, target is logits", x, x, {}, "grad:x"),
+            ]
     for name in ("weight", "pos_weight"):
-        cases += [(BCE, f"grad_out={name}", None, None, {name: "full"}, "grad:" + name),
-                  (BCE, f"out={name}", None, None, {name: "full"}, "out:" + name),
-                  (BCE, f"{name} is the in-place logits", None, None, {name: "x"}, "grad:x")]
-    cases += [(CE, "out over weight", None, None, {"weight": "big"}, "out:weight"),
-              (CE, "grad_out over weight", None, None, {"weight": "big"}, "grad:weight"),
-              (CE, "out over index target", None, None, {}, "out:t"),
-              (CE, "grad_out over index target", None, None, {}, "grad:t"),
-              (CE, "grad_out over prob target", None, None, {"prob": True}, "grad:t"),
-              (CE, "grad_out=logits, target is logits", None, None, {"prob": True}, "grad:x=t"),
-              (CE, "out over logits", None, None, {}, "out:x")]
+        cases += [
+            (BCE, f"grad_out={name}", None, None, {name: "full"}, "grad:" + name),
+            (BCE, f"out={name}", None, None, {name: "full"}, "out:" + name),
+            (BCE, f"{name} is the in-place logits", None, None, {name: "x"}, "grad:x"),
+        ]
+    cases += [
+        (CE, "out over weight", None, None, {"weight": "big"}, "out:weight"),
+        (CE, "grad_out over weight", None, None, {"weight": "big"}, "grad:weight"),
+        (CE, "out over index target", None, None, {}, "out:t"),
+        (CE, "grad_out over index target", None, None, {}, "grad:t"),
+        (CE, "grad_out over prob target", None, None, {"prob": True}, "grad:t"),
+        (CE, "grad_out=logits, target is logits", None, None, {"prob": True}, "grad:x=t"),
+        (CE, "out over logits", None, None, {}, "out:x"),
+    ]
     return cases
 
 
-@pytest.mark.parametrize("case", _aliasing_cases(),
-                         ids=lambda c: f"{c[0].__name__}-{c[1]}")
+@pytest.mark.parametrize("case", _aliasing_cases(), ids=lambda c: f"{c[0].__name__}-{c[1]}")
 def test_aliasing_rejected(case):
     fn, desc, x, t, extra, how = case
-    store = np.zeros(200)          # every array below lives in here
+    store = np.zeros(200)  # every array below lives in here
     x = store[:20].reshape(4, 5)
     x[...] = rng.normal(size=(4, 5))
     kw = dict(reduction="none", return_grad=True)
@@ -356,11 +442,16 @@ def test_aliasing_rejected(case):
             w[...] = 1.0
             kw[name] = w
     loss_shape = (4,) if fn is CE else (4, 5)
-    out = store[120:120 + int(np.prod(loss_shape))].reshape(loss_shape)
+    out = store[120 : 120 + int(np.prod(loss_shape))].reshape(loss_shape)
     grad = store[140:160].reshape(4, 5)
     target_key, _, src = how.partition(":")
-    src_arr = {"t": t, "x": x, "x=t": x, "weight": kw.get("weight"),
-               "pos_weight": kw.get("pos_weight")}.get(src)
+    src_arr = {
+        "t": t,
+        "x": x,
+        "x=t": x,
+        "weight": kw.get("weight"),
+        "pos_weight": kw.get("pos_weight"),
+    }.get(src)
     if how == "same":
         kw["out"] = kw["grad_out"] = grad if fn is not CE else out
         if fn is CE:
@@ -368,12 +459,15 @@ def test_aliasing_rejected(case):
     else:
         # a buffer of the right shape and dtype starting where the aliased array starts
         start = (src_arr.__array_interface__["data"][0] - store.ctypes.data) // 8
-        buf = store[start:start + (out.size if target_key == "out" else 20)]
+        buf = store[start : start + (out.size if target_key == "out" else 20)]
         if target_key == "out":
             kw["out"] = buf.reshape(loss_shape)
         else:
-            kw["grad_out"] = src_arr if src_arr.shape == (4, 5) and \
-                src_arr.dtype == np.float64 else buf.reshape(4, 5)
+            kw["grad_out"] = (
+                src_arr
+                if src_arr.shape == (4, 5) and src_arr.dtype == np.float64
+                else buf.reshape(4, 5)
+            )
     before = store.copy()
     with pytest.raises(ValueError, match="overlap|shape"):
         fn(x, t, **kw)
@@ -402,8 +496,9 @@ FAST_PATH_HOLE = textwrap.dedent("""
 def test_fast_path_grad_in_place_over_targets_rejected():
     """grad_out=logits with targets that live inside the logits must be a ValueError
     (the validating path says so); run in a subprocess, since it may crash."""
-    r = subprocess.run([sys.executable, "-c", FAST_PATH_HOLE], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", FAST_PATH_HOLE], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "ValueError" in r.stdout, (r.returncode, r.stderr[-500:])
 
 
@@ -434,16 +529,25 @@ def test_the_one_path_handles_what_is_not_canonical():
     tt = g_over_t[:4]
     tt[...] = t
     want_l, want_g = ref.softmax_cross_entropy(x, t, return_grad=True)
-    inputs = [(x.view(Sub), t), (x, t.view(Sub)), (unaligned(x), t), (x, unaligned(t)),
-              (x.astype(">f8"), t), (x, t.astype(">i8"))]
+    inputs = [
+        (x.view(Sub), t),
+        (x, t.view(Sub)),
+        (unaligned(x), t),
+        (x, unaligned(t)),
+        (x.astype(">f8"), t),
+        (x, t.astype(">i8")),
+    ]
     for xx, tt_ in inputs:
         assert CE(xx, tt_) == pytest.approx(want_l, rel=1e-12)
         loss, g = CE(xx, tt_, return_grad=True)
         np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-15)
     # buffers that cannot be written as they are: refused, nothing written
-    bad = [(ro, t, ro, "writable"),
-           (x, tt, g_over_t.view(np.float64).reshape(4, 5), "overlap"),
-           (x, t, unaligned(x), "aligned"), (x, t, x[:, ::-1], "C-contiguous")]
+    bad = [
+        (ro, t, ro, "writable"),
+        (x, tt, g_over_t.view(np.float64).reshape(4, 5), "overlap"),
+        (x, t, unaligned(x), "aligned"),
+        (x, t, x[:, ::-1], "C-contiguous"),
+    ]
     for xx, tt_, g, msg in bad:
         before = np.array(g, copy=True)
         with pytest.raises(ValueError, match=msg):
@@ -475,21 +579,23 @@ def test_subclass_inputs_and_buffers():
 
 # ---------------------------------------------------------------- odd layouts
 
+
 @pytest.mark.parametrize("fn", ALL, ids=ids)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_misaligned_inputs_are_copied(fn, dtype):
     x, t = args_for(fn, dtype)
     kw = {}
     if fn is BCE:
-        kw = dict(weight=unaligned(rng.uniform(size=5).astype(dtype)),
-                  pos_weight=unaligned(rng.uniform(size=(4, 1)).astype(dtype)))
+        kw = dict(
+            weight=unaligned(rng.uniform(size=5).astype(dtype)),
+            pos_weight=unaligned(rng.uniform(size=(4, 1)).astype(dtype)),
+        )
     if fn is CE:
         kw = dict(weight=unaligned(rng.uniform(size=5).astype(dtype)))
     want = getattr(ref, fn.__name__)(x, t, reduction="none", return_grad=True, **kw)
     got = fn(unaligned(x), unaligned(t), reduction="none", return_grad=True, **kw)
     for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=2e-5 if dtype == np.float32 else 1e-12,
-                                   atol=1e-6)
+        np.testing.assert_allclose(g, w, rtol=2e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
 
 
 @pytest.mark.parametrize("fn", ALL, ids=ids)
@@ -509,6 +615,7 @@ def test_no_warnings_when_values_overflow_the_compute_dtype(fn):
 
 
 # ---------------------------------------------------------------- empty and 0-d
+
 
 @pytest.mark.parametrize("fn", ALL, ids=ids)
 @pytest.mark.parametrize("shape", [(0, 5), (0, 0, 3), (3, 0, 4)] + [(0,), (2, 0)])
@@ -545,6 +652,7 @@ def test_zero_dimensional(fn, reduction):
 
 # ---------------------------------------------------------------- known kernel defects
 
+
 def test_focal_tiny_gamma_float32():
     x = np.array([1e4, 100.0], np.float32)
     t = np.ones(2, np.float32)
@@ -552,15 +660,24 @@ def test_focal_tiny_gamma_float32():
     assert np.isfinite(loss).all() and np.isfinite(g).all()
 
 
-@pytest.mark.parametrize("dtype,w", [
-    pytest.param(np.float64, 1e-310, marks=pytest.mark.xfail(
-        strict=True, reason="known limit: 1/denominator overflows double when the counted "
-        "class weights sum to a subnormal number (< 2.2e-308): inf/NaN gradients")),
-    (np.float32, 1e-40)])
+@pytest.mark.parametrize(
+    "dtype,w",
+    [
+        pytest.param(
+            np.float64,
+            1e-310,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known limit: 1/denominator overflows double when the counted "
+                "class weights sum to a subnormal number (< 2.2e-308): inf/NaN gradients",
+            ),
+        ),
+        (np.float32, 1e-40),
+    ],
+)
 def test_ce_mean_tiny_weights(dtype, w):
     x = np.zeros((2, 2), dtype)
     t = np.array([0, 0])
     loss, g = CE(x, t, weight=np.array([w, 0.0], dtype), return_grad=True)
-    _, want = ref.softmax_cross_entropy(x, t, weight=np.array([w, 0.0], dtype),
-                                        return_grad=True)
+    _, want = ref.softmax_cross_entropy(x, t, weight=np.array([w, 0.0], dtype), return_grad=True)
     np.testing.assert_allclose(g, want, rtol=1e-5)

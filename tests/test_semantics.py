@@ -1,16 +1,20 @@
 """Documented semantics: reductions over nothing, ignored rows, dtypes, extremes, kinks."""
+
 import numpy as np
 import pytest
 
 import fusedloss as fl
 
-
 # Every test here runs once per SIMD target this CPU supports.
 pytestmark = pytest.mark.usefixtures("each_simd_target")
 
 rng = np.random.default_rng(7)
-ELEMENTWISE = [fl.binary_cross_entropy_with_logits, fl.sigmoid_focal_loss, fl.huber_loss,
-               fl.smooth_l1_loss]
+ELEMENTWISE = [
+    fl.binary_cross_entropy_with_logits,
+    fl.sigmoid_focal_loss,
+    fl.huber_loss,
+    fl.smooth_l1_loss,
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -29,8 +33,9 @@ def test_ce_all_ignored(dtype, weight):
 
 def test_ce_counted_weights_all_zero_is_mean_over_nothing():
     x = rng.normal(size=(3, 3))
-    loss, g = fl.softmax_cross_entropy(x, np.array([0, 0, 2]), weight=np.array([0, 1.0, 0]),
-                                       return_grad=True)
+    loss, g = fl.softmax_cross_entropy(
+        x, np.array([0, 0, 2]), weight=np.array([0, 1.0, 0]), return_grad=True
+    )
     assert np.isnan(loss) and (g == 0).all()
 
 
@@ -38,8 +43,7 @@ def test_ce_ignored_rows_contribute_nothing_even_if_nan():
     x = rng.normal(size=(3, 4))
     x[1] = np.nan
     t = np.array([1, 7, 2])
-    loss, g = fl.softmax_cross_entropy(x, t, ignore_index=7, reduction="none",
-                                       return_grad=True)
+    loss, g = fl.softmax_cross_entropy(x, t, ignore_index=7, reduction="none", return_grad=True)
     assert loss[1] == 0 and (g[1] == 0).all()
     assert np.isfinite(loss).all() and np.isfinite(g).all()
     keep = fl.softmax_cross_entropy(x[[0, 2]], t[[0, 2]], reduction="none")
@@ -75,10 +79,12 @@ def test_ce_one_hot_probabilities_equal_indices():
     t = rng.integers(0, 6, 5)
     y = np.eye(6)[t]
     w = rng.uniform(0.5, 2, 6)
-    a = fl.softmax_cross_entropy(x, t, weight=w, label_smoothing=0.2, reduction="sum",
-                                 return_grad=True)
-    b = fl.softmax_cross_entropy(x, y, weight=w, label_smoothing=0.2, reduction="sum",
-                                 return_grad=True)
+    a = fl.softmax_cross_entropy(
+        x, t, weight=w, label_smoothing=0.2, reduction="sum", return_grad=True
+    )
+    b = fl.softmax_cross_entropy(
+        x, y, weight=w, label_smoothing=0.2, reduction="sum", return_grad=True
+    )
     np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-15)
 
@@ -102,21 +108,32 @@ def test_ce_one_sample():
 
 
 def test_ce_single_class():
-    loss, g = fl.softmax_cross_entropy(np.array([[3.0], [-2.0]]), np.array([0, 0]),
-                                       return_grad=True)
+    loss, g = fl.softmax_cross_entropy(
+        np.array([[3.0], [-2.0]]), np.array([0, 0]), return_grad=True
+    )
     assert loss == 0 and (g == 0).all()
 
 
-@pytest.mark.parametrize("in_dtype,out_dtype", [(np.float16, np.float32),
-                                                (np.float32, np.float32),
-                                                (np.float64, np.float64),
-                                                (np.int32, np.float64), (np.int8, np.float64),
-                                                (np.uint16, np.float64), (bool, np.float64)])
+@pytest.mark.parametrize(
+    "in_dtype,out_dtype",
+    [
+        (np.float16, np.float32),
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.int32, np.float64),
+        (np.int8, np.float64),
+        (np.uint16, np.float64),
+        (bool, np.float64),
+    ],
+)
 @pytest.mark.parametrize("fn", [fl.softmax_cross_entropy] + ELEMENTWISE)
 def test_compute_dtype(in_dtype, out_dtype, fn):
     x = (rng.normal(size=(3, 4)) * 3).astype(in_dtype)
-    t = np.array([0, 3, 1]) if fn is fl.softmax_cross_entropy else \
-        rng.uniform(size=(3, 4)).astype(np.float64)
+    t = (
+        np.array([0, 3, 1])
+        if fn is fl.softmax_cross_entropy
+        else rng.uniform(size=(3, 4)).astype(np.float64)
+    )
     loss, g = fn(x, t, return_grad=True)
     assert isinstance(loss, np.generic) and loss.dtype == out_dtype
     assert g.dtype == out_dtype and g.shape == x.shape
@@ -126,8 +143,7 @@ def test_compute_dtype(in_dtype, out_dtype, fn):
 @pytest.mark.parametrize("fn", [fl.softmax_cross_entropy] + ELEMENTWISE)
 def test_layouts_give_identical_results(fn):
     base = rng.normal(size=(6, 10))
-    t = rng.integers(0, 5, 6) if fn is fl.softmax_cross_entropy else \
-        rng.uniform(size=(6, 5))
+    t = rng.integers(0, 5, 6) if fn is fl.softmax_cross_entropy else rng.uniform(size=(6, 5))
     x = np.ascontiguousarray(base[:, ::2])
     want = fn(x, t, reduction="none", return_grad=True)
     for variant in [base[:, ::2], np.asfortranarray(x), x.astype(">f8")]:
@@ -169,15 +185,17 @@ def test_extreme_logits_finite(dtype, scale):
     x = (np.array([[1, -1, 0, 1], [-1, -1, 1, 0], [0, 0, 0, 0]]) * scale).astype(dtype)
     t = np.array([0, 1, 3])
     for ls in [0.0, 0.1]:
-        loss, g = fl.softmax_cross_entropy(x, t, label_smoothing=ls, reduction="none",
-                                           return_grad=True)
+        loss, g = fl.softmax_cross_entropy(
+            x, t, label_smoothing=ls, reduction="none", return_grad=True
+        )
         assert np.isfinite(loss).all() and np.isfinite(g).all()
     y = (np.abs(x) > 0).astype(dtype)
     for fn in ELEMENTWISE:
         loss, g = fn(x, y, reduction="none", return_grad=True)
         assert np.isfinite(loss).all() and np.isfinite(g).all(), fn.__name__
-    loss, g = fl.binary_cross_entropy_with_logits(x, y, pos_weight=np.full(4, 3.0),
-                                                  return_grad=True)
+    loss, g = fl.binary_cross_entropy_with_logits(
+        x, y, pos_weight=np.full(4, 3.0), return_grad=True
+    )
     assert np.isfinite(loss) and np.isfinite(g).all()
 
 
@@ -192,8 +210,7 @@ def test_focal_saturated_correct_prediction_gradient_is_the_limit(gamma, dtype):
     assert g[0] == 0 and g[2] == 0  # exp(-1e4) underflows: the limit itself
     assert np.abs(g[[1, 3]]).max() <= 1e-80
     # and it is continuous with a moderately saturated point
-    _, g30 = fl.sigmoid_focal_loss(np.array([30.0]), np.array([1.0]), gamma=gamma,
-                                   return_grad=True)
+    _, g30 = fl.sigmoid_focal_loss(np.array([30.0]), np.array([1.0]), gamma=gamma, return_grad=True)
     assert abs(g30[0]) < 1e-12
 
 
@@ -217,14 +234,17 @@ def test_huber_and_smooth_l1_kinks():
     np.testing.assert_array_equal(loss, np.abs(x))
     # Huber(delta) == delta * smooth_l1(beta=delta)
     d = 0.7
-    np.testing.assert_allclose(fl.huber_loss(x, t, delta=d, reduction="none"),
-                               d * fl.smooth_l1_loss(x, t, beta=d, reduction="none"),
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        fl.huber_loss(x, t, delta=d, reduction="none"),
+        d * fl.smooth_l1_loss(x, t, beta=d, reduction="none"),
+        rtol=1e-15,
+    )
 
 
 def test_huber_infinite_error():
-    loss, g = fl.huber_loss(np.array([np.inf, -np.inf]), np.zeros(2), delta=2.0,
-                            reduction="none", return_grad=True)
+    loss, g = fl.huber_loss(
+        np.array([np.inf, -np.inf]), np.zeros(2), delta=2.0, reduction="none", return_grad=True
+    )
     np.testing.assert_array_equal(loss, [np.inf, np.inf])
     np.testing.assert_array_equal(g, [2.0, -2.0])
 
@@ -232,16 +252,29 @@ def test_huber_infinite_error():
 def test_bce_weight_broadcast_patterns_match_materialised():
     x = rng.normal(size=(3, 4, 5))
     t = rng.uniform(size=(3, 4, 5))
-    for wshape in [(), (1,), (5,), (4, 5), (1, 4, 5), (3, 4, 5), (3, 1, 1), (3, 4, 1),
-                   (4, 1), (3, 1, 5), (1, 4, 1)]:
+    for wshape in [
+        (),
+        (1,),
+        (5,),
+        (4, 5),
+        (1, 4, 5),
+        (3, 4, 5),
+        (3, 1, 1),
+        (3, 4, 1),
+        (4, 1),
+        (3, 1, 5),
+        (1, 4, 1),
+    ]:
         w = rng.uniform(0.5, 2, size=wshape)
         pw = rng.uniform(0.5, 3, size=wshape)
-        got = fl.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw,
-                                                  reduction="none", return_grad=True)
+        got = fl.binary_cross_entropy_with_logits(
+            x, t, weight=w, pos_weight=pw, reduction="none", return_grad=True
+        )
         wf = np.ascontiguousarray(np.broadcast_to(w, x.shape))
         pwf = np.ascontiguousarray(np.broadcast_to(pw, x.shape))
-        want = fl.binary_cross_entropy_with_logits(x, t, weight=wf, pos_weight=pwf,
-                                                   reduction="none", return_grad=True)
+        want = fl.binary_cross_entropy_with_logits(
+            x, t, weight=wf, pos_weight=pwf, reduction="none", return_grad=True
+        )
         np.testing.assert_array_equal(got[0], want[0], err_msg=str(wshape))
         np.testing.assert_array_equal(got[1], want[1], err_msg=str(wshape))
 
@@ -249,10 +282,12 @@ def test_bce_weight_broadcast_patterns_match_materialised():
 THREAD_CASES = {
     "ce-index": lambda x, t, y, **k: fl.softmax_cross_entropy(x, t, label_smoothing=0.1, **k),
     "ce-prob": lambda x, t, y, **k: fl.softmax_cross_entropy(x, y, **k),
-    "ce-few": lambda x, t, y, **k: fl.softmax_cross_entropy(x.reshape(-1, 8), t.repeat(125) % 8,
-                                                            **k),
+    "ce-few": lambda x, t, y, **k: fl.softmax_cross_entropy(
+        x.reshape(-1, 8), t.repeat(125) % 8, **k
+    ),
     "bce": lambda x, t, y, **k: fl.binary_cross_entropy_with_logits(
-        x, y, pos_weight=np.linspace(0.5, 2, x.shape[-1], dtype=x.dtype), **k),
+        x, y, pos_weight=np.linspace(0.5, 2, x.shape[-1], dtype=x.dtype), **k
+    ),
     "focal": lambda x, t, y, **k: fl.sigmoid_focal_loss(x, y, gamma=1.5, **k),
     "huber": lambda x, t, y, **k: fl.huber_loss(x, y, **k),
     "smooth_l1": lambda x, t, y, **k: fl.smooth_l1_loss(x, y, beta=0.5, **k),
@@ -308,13 +343,16 @@ def test_ce_fast_path_and_validating_path_agree():
     t = rng.integers(0, 7, 40)
     t[::5] = -100
     for red in ["mean", "sum", "none"]:
-        fast = fl.softmax_cross_entropy(x, t, reduction=red, return_grad=True,
-                                        label_smoothing=0.1)
-        for kw in [dict(target=t.astype(np.int32)), dict(weight=np.ones(7, np.float32)),
-                   dict(n_threads=np.int64(2))]:
+        fast = fl.softmax_cross_entropy(x, t, reduction=red, return_grad=True, label_smoothing=0.1)
+        for kw in [
+            dict(target=t.astype(np.int32)),
+            dict(weight=np.ones(7, np.float32)),
+            dict(n_threads=np.int64(2)),
+        ]:
             tt = kw.pop("target", t)
-            slow = fl.softmax_cross_entropy(x, tt, reduction=red, return_grad=True,
-                                            label_smoothing=0.1, **kw)
+            slow = fl.softmax_cross_entropy(
+                x, tt, reduction=red, return_grad=True, label_smoothing=0.1, **kw
+            )
             np.testing.assert_array_equal(fast[0], slow[0])
             np.testing.assert_array_equal(fast[1], slow[1])
     # a bad index found by the fast path still raises the validating path's error
@@ -324,10 +362,15 @@ def test_ce_fast_path_and_validating_path_agree():
         fl.softmax_cross_entropy(x, t2)
 
 
-@pytest.mark.parametrize("fn,kw", [(fl.binary_cross_entropy_with_logits, {}),
-                                   (fl.sigmoid_focal_loss, {"gamma": 1.5, "alpha": 0.3}),
-                                   (fl.huber_loss, {"delta": 0.7}),
-                                   (fl.smooth_l1_loss, {"beta": 0.0})])
+@pytest.mark.parametrize(
+    "fn,kw",
+    [
+        (fl.binary_cross_entropy_with_logits, {}),
+        (fl.sigmoid_focal_loss, {"gamma": 1.5, "alpha": 0.3}),
+        (fl.huber_loss, {"delta": 0.7}),
+        (fl.smooth_l1_loss, {"beta": 0.0}),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_elementwise_fast_path_and_validating_path_agree(fn, kw, dtype):
     # Same-dtype contiguous arrays take the compiled fast path; a target of
@@ -337,9 +380,19 @@ def test_elementwise_fast_path_and_validating_path_agree(fn, kw, dtype):
     other = np.float64 if dtype == np.float32 else np.float32
     for red in ["mean", "sum", "none"]:
         fast = fn(x, t, reduction=red, return_grad=True, **kw)
-        slow = fn(x, t.astype(other).astype(dtype).astype(other) if dtype == np.float64 else
-                  t.astype(other), reduction=red, return_grad=True, **kw) if dtype == np.float32 \
+        slow = (
+            fn(
+                x,
+                t.astype(other).astype(dtype).astype(other)
+                if dtype == np.float64
+                else t.astype(other),
+                reduction=red,
+                return_grad=True,
+                **kw,
+            )
+            if dtype == np.float32
             else fn(x, list(t), reduction=red, return_grad=True, **kw)
+        )
         np.testing.assert_array_equal(fast[0], slow[0])
         np.testing.assert_array_equal(fast[1], slow[1])
 

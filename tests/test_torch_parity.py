@@ -3,6 +3,7 @@
 PyTorch is run in float64 as the oracle (its float32 cross-entropy is itself
 only ~1e-5 accurate at many classes); the class axis moves from last to 1.
 """
+
 import numpy as np
 import pytest
 
@@ -44,15 +45,28 @@ def test_cross_entropy(dtype, reduction, shape, probs):
         t.reshape(-1)[::4] = -100
         tt = torch.tensor(t)
         kw = {"ignore_index": -100}
-    got = fl.softmax_cross_entropy(x, t, weight=w.astype(dtype), label_smoothing=0.1,
-                                   reduction=reduction, return_grad=True, **kw)
+    got = fl.softmax_cross_entropy(
+        x,
+        t,
+        weight=w.astype(dtype),
+        label_smoothing=0.1,
+        reduction=reduction,
+        return_grad=True,
+        **kw,
+    )
 
     def ce(xt, tt, **k):
         return F.cross_entropy(xt.movedim(-1, 1) if xt.ndim > 2 else xt, tt, **k)
 
-    loss, g = _torch_loss_grad(ce, x, tt, reduction=reduction,
-                               weight=torch.tensor(w.astype(dtype), dtype=torch.float64),
-                               label_smoothing=0.1, **kw)
+    loss, g = _torch_loss_grad(
+        ce,
+        x,
+        tt,
+        reduction=reduction,
+        weight=torch.tensor(w.astype(dtype), dtype=torch.float64),
+        label_smoothing=0.1,
+        **kw,
+    )
     if reduction == "none" and x.ndim > 2:
         loss = np.asarray(loss)
     _check(got, (loss, g), dtype)
@@ -65,12 +79,17 @@ def test_bce(dtype, reduction):
     t = rng.uniform(size=(6, 5)).astype(dtype)
     w = rng.uniform(0.5, 2, (6, 1)).astype(dtype)
     pw = rng.uniform(0.5, 3, 5).astype(dtype)
-    got = fl.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw,
-                                              reduction=reduction, return_grad=True)
-    want = _torch_loss_grad(F.binary_cross_entropy_with_logits, x,
-                            torch.tensor(t, dtype=torch.float64), reduction=reduction,
-                            weight=torch.tensor(w, dtype=torch.float64),
-                            pos_weight=torch.tensor(pw, dtype=torch.float64))
+    got = fl.binary_cross_entropy_with_logits(
+        x, t, weight=w, pos_weight=pw, reduction=reduction, return_grad=True
+    )
+    want = _torch_loss_grad(
+        F.binary_cross_entropy_with_logits,
+        x,
+        torch.tensor(t, dtype=torch.float64),
+        reduction=reduction,
+        weight=torch.tensor(w, dtype=torch.float64),
+        pos_weight=torch.tensor(pw, dtype=torch.float64),
+    )
     _check(got, want, dtype)
 
 
@@ -91,10 +110,15 @@ def _focal(x, t, alpha, gamma, reduction):
 def test_focal(dtype, reduction, gamma, alpha):
     x = (rng.normal(size=(5, 8)) * 3).astype(dtype)  # |x| small: torch's 1 - p_t is exact
     t = (rng.uniform(size=(5, 8)) > 0.5).astype(dtype)
-    got = fl.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction,
-                                return_grad=True)
-    want = _torch_loss_grad(lambda xt, tt, reduction: _focal(xt, tt, alpha, gamma, reduction),
-                            x, torch.tensor(t, dtype=torch.float64), reduction=reduction)
+    got = fl.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction=reduction, return_grad=True
+    )
+    want = _torch_loss_grad(
+        lambda xt, tt, reduction: _focal(xt, tt, alpha, gamma, reduction),
+        x,
+        torch.tensor(t, dtype=torch.float64),
+        reduction=reduction,
+    )
     _check(got, want, dtype)
 
 

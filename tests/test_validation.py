@@ -1,4 +1,5 @@
 """Bad input raises a clear exception before anything is written; inputs are never modified."""
+
 import numpy as np
 import pytest
 
@@ -40,9 +41,15 @@ def test_bad_thread_count(fn, args, n):
 
 
 @pytest.mark.parametrize("fn,args", ALL, ids=ALL_IDS)
-@pytest.mark.parametrize("bad", [np.array([1 + 2j, 3j]), np.array(["a", "b"]),
-                                 np.array([None, 1.0], dtype=object),
-                                 np.array(["2020-01-01"], dtype="datetime64[D]")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([1 + 2j, 3j]),
+        np.array(["a", "b"]),
+        np.array([None, 1.0], dtype=object),
+        np.array(["2020-01-01"], dtype="datetime64[D]"),
+    ],
+)
 def test_non_numeric_input_is_type_error(fn, args, bad):
     x, t = args()
     with pytest.raises(TypeError, match="logits|input"):
@@ -129,8 +136,9 @@ def test_ce_degenerate_logits():
         fl.softmax_cross_entropy(np.zeros((3, 0)), np.zeros(3, dtype=int))
 
 
-@pytest.mark.parametrize("kw", [dict(delta=0.0), dict(delta=-1.0), dict(delta=np.nan),
-                                dict(delta=np.inf)])
+@pytest.mark.parametrize(
+    "kw", [dict(delta=0.0), dict(delta=-1.0), dict(delta=np.nan), dict(delta=np.inf)]
+)
 def test_huber_delta(kw):
     with pytest.raises(ValueError, match="delta"):
         fl.huber_loss(*ew_args(), **kw)
@@ -142,8 +150,15 @@ def test_smooth_l1_beta(beta):
         fl.smooth_l1_loss(*ew_args(), beta=beta)
 
 
-@pytest.mark.parametrize("kw,name", [(dict(gamma=-0.5), "gamma"), (dict(gamma=np.nan), "gamma"),
-                                     (dict(alpha=np.inf), "alpha"), (dict(alpha=np.nan), "alpha")])
+@pytest.mark.parametrize(
+    "kw,name",
+    [
+        (dict(gamma=-0.5), "gamma"),
+        (dict(gamma=np.nan), "gamma"),
+        (dict(alpha=np.inf), "alpha"),
+        (dict(alpha=np.nan), "alpha"),
+    ],
+)
 def test_focal_params(kw, name):
     with pytest.raises(ValueError, match=name):
         fl.sigmoid_focal_loss(*ew_args(), **kw)
@@ -158,6 +173,7 @@ def test_bce_weight_not_broadcastable(name, wshape):
 
 
 # ---- out / grad_out ---------------------------------------------------------
+
 
 def _bad_buffers(shape, dtype):
     good = np.empty(shape, dtype)
@@ -175,8 +191,7 @@ def _bad_buffers(shape, dtype):
 
 
 @pytest.mark.parametrize("fn,args", ALL, ids=ALL_IDS)
-@pytest.mark.parametrize("kind", ["shape", "dtype", "byteorder", "noncontig", "readonly",
-                                  "list"])
+@pytest.mark.parametrize("kind", ["shape", "dtype", "byteorder", "noncontig", "readonly", "list"])
 def test_bad_grad_out_untouched(fn, args, kind):
     x, t = args()
     x0, t0 = x.copy(), t.copy()
@@ -194,8 +209,11 @@ def test_bad_grad_out_untouched(fn, args, kind):
 def test_bad_out_untouched(fn, args, kind):
     x, t = args()
     shape = x.shape[:-1] if fn is fl.softmax_cross_entropy else x.shape
-    buf = _bad_buffers(shape + (3,), x.dtype)[kind] if kind == "noncontig" else \
-        _bad_buffers(shape, x.dtype)[kind]
+    buf = (
+        _bad_buffers(shape + (3,), x.dtype)[kind]
+        if kind == "noncontig"
+        else _bad_buffers(shape, x.dtype)[kind]
+    )
     before = buf.copy()
     with pytest.raises(ValueError, match="out"):
         fn(x, t, reduction="none", out=buf)

@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-static const fl_bcast FL_NO_BCAST = {NULL, 1, 0, 0, 0, NULL, NULL};
+static const fl_bcast FL_NO_BCAST = { NULL, 1, 0, 0, 0, NULL, NULL };
 
 static fl_args fl_legacy_args(const void *x, const void *t, fl_index n, double scale,
                               void *loss_out, void *grad, int n_threads)
@@ -42,84 +42,79 @@ static double fl_legacy_run(int id, int f32, const fl_args *a)
     return r.acc[0];
 }
 
-#define FL_LEGACY(T, S, F32)                                                                 \
-    static inline fl_index fl_legacy_check_targets_##S(const int64_t *t, fl_index n,          \
-                                                       fl_index C, int64_t ign, const T *w,   \
-                                                       double *denom)                         \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(NULL, t, n, 1.0, NULL, NULL, 1);                           \
-        fl_result r;                                                                          \
-        a.n_classes = C;                                                                      \
-        a.weight.ptr = w;                                                                     \
-        a.ignore_index = ign;                                                                 \
-        a.flags = FL_CHECK_ONLY;                                                              \
-        fl_run(FL_ID_ce_index, F32, &a, &r);                                                  \
-        if (r.bad_pos < 0)                                                                    \
-            *denom = r.acc[1];                                                                \
-        return r.bad_pos;                                                                     \
-    }                                                                                         \
-    static inline double fl_legacy_ce_index_##S(const T *z, const int64_t *t, fl_index n,      \
-                                                fl_index C, const T *w, int64_t ign,          \
-                                                double eps, double scale, T *loss, T *grad,   \
-                                                int nthr, fl_index *bad_pos,                  \
-                                                int64_t *bad_value)                           \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(z, t, n, scale, loss, grad, nthr);                         \
-        fl_result r;                                                                          \
-        a.n_classes = C;                                                                      \
-        a.weight.ptr = w;                                                                     \
-        a.ignore_index = ign;                                                                 \
-        a.param[0] = eps;                                                                     \
-        a.flags = FL_NO_CHECK;                                                                \
-        fl_run(FL_ID_ce_index, F32, &a, &r);                                                  \
-        if (bad_pos)                                                                          \
-            *bad_pos = r.bad_pos;                                                             \
-        if (bad_value && r.bad_pos >= 0)                                                      \
-            *bad_value = r.bad_value;                                                         \
-        return r.acc[0];                                                                      \
-    }                                                                                         \
-    static inline double fl_legacy_ce_prob_##S(const T *z, const T *y, fl_index n, fl_index C, \
-                                               const T *w, double eps, double scale, T *loss,  \
-                                               T *grad, int nthr)                              \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(z, y, n, scale, loss, grad, nthr);                         \
-        a.n_classes = C;                                                                      \
-        a.weight.ptr = w;                                                                     \
-        a.param[0] = eps;                                                                     \
-        return fl_legacy_run(FL_ID_ce_prob, F32, &a);                                         \
-    }                                                                                         \
-    static inline double fl_legacy_bce_##S(const T *x, const T *t, fl_index n, fl_bcast w,    \
-                                           fl_bcast pw, double scale, T *loss, T *grad,       \
-                                           int nthr)                                          \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                         \
-        a.weight = w;                                                                         \
-        a.weight2 = pw;                                                                       \
-        return fl_legacy_run(FL_ID_bce, F32, &a);                                             \
-    }                                                                                         \
-    static inline double fl_legacy_focal_##S(const T *x, const T *t, fl_index n, double alpha, \
-                                             double gamma, double scale, T *loss, T *grad,    \
-                                             int nthr)                                        \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                         \
-        a.param[0] = alpha;                                                                   \
-        a.param[1] = gamma;                                                                   \
-        return fl_legacy_run(FL_ID_focal, F32, &a);                                           \
-    }                                                                                         \
-    static inline double fl_legacy_huber_##S(const T *x, const T *t, fl_index n, double delta, \
-                                             double scale, T *loss, T *grad, int nthr)        \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                         \
-        a.param[0] = delta;                                                                   \
-        return fl_legacy_run(FL_ID_huber, F32, &a);                                           \
-    }                                                                                         \
-    static inline double fl_legacy_smooth_l1_##S(const T *x, const T *t, fl_index n,          \
-                                                 double beta, double scale, T *loss, T *grad, \
-                                                 int nthr)                                    \
-    {                                                                                         \
-        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                         \
-        a.param[0] = beta;                                                                    \
-        return fl_legacy_run(FL_ID_smooth_l1, F32, &a);                                       \
+#define FL_LEGACY(T, S, F32)                                                                       \
+    static inline fl_index fl_legacy_check_targets_##S(const int64_t *t, fl_index n, fl_index C,   \
+                                                       int64_t ign, const T *w, double *denom)     \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(NULL, t, n, 1.0, NULL, NULL, 1);                                \
+        fl_result r;                                                                               \
+        a.n_classes = C;                                                                           \
+        a.weight.ptr = w;                                                                          \
+        a.ignore_index = ign;                                                                      \
+        a.flags = FL_CHECK_ONLY;                                                                   \
+        fl_run(FL_ID_ce_index, F32, &a, &r);                                                       \
+        if (r.bad_pos < 0)                                                                         \
+            *denom = r.acc[1];                                                                     \
+        return r.bad_pos;                                                                          \
+    }                                                                                              \
+    static inline double fl_legacy_ce_index_##S(                                                   \
+        const T *z, const int64_t *t, fl_index n, fl_index C, const T *w, int64_t ign, double eps, \
+        double scale, T *loss, T *grad, int nthr, fl_index *bad_pos, int64_t *bad_value)           \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(z, t, n, scale, loss, grad, nthr);                              \
+        fl_result r;                                                                               \
+        a.n_classes = C;                                                                           \
+        a.weight.ptr = w;                                                                          \
+        a.ignore_index = ign;                                                                      \
+        a.param[0] = eps;                                                                          \
+        a.flags = FL_NO_CHECK;                                                                     \
+        fl_run(FL_ID_ce_index, F32, &a, &r);                                                       \
+        if (bad_pos)                                                                               \
+            *bad_pos = r.bad_pos;                                                                  \
+        if (bad_value && r.bad_pos >= 0)                                                           \
+            *bad_value = r.bad_value;                                                              \
+        return r.acc[0];                                                                           \
+    }                                                                                              \
+    static inline double fl_legacy_ce_prob_##S(const T *z, const T *y, fl_index n, fl_index C,     \
+                                               const T *w, double eps, double scale, T *loss,      \
+                                               T *grad, int nthr)                                  \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(z, y, n, scale, loss, grad, nthr);                              \
+        a.n_classes = C;                                                                           \
+        a.weight.ptr = w;                                                                          \
+        a.param[0] = eps;                                                                          \
+        return fl_legacy_run(FL_ID_ce_prob, F32, &a);                                              \
+    }                                                                                              \
+    static inline double fl_legacy_bce_##S(const T *x, const T *t, fl_index n, fl_bcast w,         \
+                                           fl_bcast pw, double scale, T *loss, T *grad, int nthr)  \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                              \
+        a.weight = w;                                                                              \
+        a.weight2 = pw;                                                                            \
+        return fl_legacy_run(FL_ID_bce, F32, &a);                                                  \
+    }                                                                                              \
+    static inline double fl_legacy_focal_##S(const T *x, const T *t, fl_index n, double alpha,     \
+                                             double gamma, double scale, T *loss, T *grad,         \
+                                             int nthr)                                             \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                              \
+        a.param[0] = alpha;                                                                        \
+        a.param[1] = gamma;                                                                        \
+        return fl_legacy_run(FL_ID_focal, F32, &a);                                                \
+    }                                                                                              \
+    static inline double fl_legacy_huber_##S(const T *x, const T *t, fl_index n, double delta,     \
+                                             double scale, T *loss, T *grad, int nthr)             \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                              \
+        a.param[0] = delta;                                                                        \
+        return fl_legacy_run(FL_ID_huber, F32, &a);                                                \
+    }                                                                                              \
+    static inline double fl_legacy_smooth_l1_##S(const T *x, const T *t, fl_index n, double beta,  \
+                                                 double scale, T *loss, T *grad, int nthr)         \
+    {                                                                                              \
+        fl_args a = fl_legacy_args(x, t, n, scale, loss, grad, nthr);                              \
+        a.param[0] = beta;                                                                         \
+        return fl_legacy_run(FL_ID_smooth_l1, F32, &a);                                            \
     }
 
 FL_LEGACY(float, f32, 1)

@@ -46,13 +46,13 @@ static double urand(double a)
     return a * (2.0 * (double)(rng_state >> 11) / 9007199254740992.0 - 1.0);
 }
 
-static const fl_bcast NO_W = {NULL, 1, 0, 0, 0, NULL, NULL};
+static const fl_bcast NO_W = { NULL, 1, 0, 0, 0, NULL, NULL };
 
 static void test_ce_closed_forms(void)
 {
     enum { N = 3, C = 5 };
     double z[N * C], g[N * C], loss[N];
-    int64_t t[N] = {0, 4, -100};
+    int64_t t[N] = { 0, 4, -100 };
     for (int i = 0; i < N * C; ++i)
         z[i] = 2.5; /* uniform rows: loss log C, grad 1/C - onehot */
     double sum = fl_ce_index_f64(z, t, N, C, NULL, -100, 0.0, 1.0, loss, g, 1, NULL, NULL);
@@ -67,12 +67,12 @@ static void test_ce_closed_forms(void)
     fl_index bad = fl_ce_check_targets_f64(t, N, C, -100, NULL, &denom);
     check(bad == -1, "check targets ok", (double)bad, -1);
     close_to("check targets denom", denom, 2.0, 0);
-    int64_t t_bad[3] = {0, 5, 1};
+    int64_t t_bad[3] = { 0, 5, 1 };
     bad = fl_ce_check_targets_f64(t_bad, 3, C, -100, NULL, &denom);
     check(bad == 1, "check targets finds position", (double)bad, 1);
 
     /* A dominant class: loss log1p(e^-80) ~ 1.8e-35 kept to full precision. */
-    double z2[2] = {80.0, 0.0}, g2[2];
+    double z2[2] = { 80.0, 0.0 }, g2[2];
     int64_t t2 = 0;
     double l2 = fl_ce_index_f64(z2, &t2, 1, 2, NULL, -100, 0.0, 1.0, NULL, g2, 1, NULL, NULL);
     close_to("ce dominant loss rel", l2 / log1p(exp(-80.0)), 1.0, 1e-15);
@@ -112,36 +112,36 @@ typedef double (*loss_fn)(double *x, double *g, int n);
 
 static double f_ce(double *x, double *g, int n)
 {
-    int64_t t[3] = {1, 0, 2};
-    double w[4] = {1.0, 2.0, 0.5, 1.5};
+    int64_t t[3] = { 1, 0, 2 };
+    double w[4] = { 1.0, 2.0, 0.5, 1.5 };
     return fl_ce_index_f64(x, t, n / 4, 4, w, -100, 0.2, 1.0, NULL, g, 1, NULL, NULL);
 }
 static double f_ce_prob(double *x, double *g, int n)
 {
-    double y[12] = {.1, .2, .3, .4, 1, 0, 0, 0, .25, .25, .25, .25};
+    double y[12] = { .1, .2, .3, .4, 1, 0, 0, 0, .25, .25, .25, .25 };
     return fl_ce_prob_f64(x, y, n / 4, 4, NULL, 0.1, 1.0, NULL, g, 1);
 }
 static double f_bce(double *x, double *g, int n)
 {
-    double t[12] = {0, 1, .3, 1, 0, .5, 1, 1, 0, 0, .9, .1};
-    double w[4] = {1, 2, .5, 3}, pw[3] = {2, 1, .5};
-    fl_bcast wb = {w, 4, 0, 1, 0, NULL, NULL};  /* weight of shape (4,) over a (3, 4) array */
-    fl_bcast pwb = {pw, 4, 1, 0, 0, NULL, NULL}; /* pos_weight of shape (3, 1) */
+    double t[12] = { 0, 1, .3, 1, 0, .5, 1, 1, 0, 0, .9, .1 };
+    double w[4] = { 1, 2, .5, 3 }, pw[3] = { 2, 1, .5 };
+    fl_bcast wb = { w, 4, 0, 1, 0, NULL, NULL };   /* weight of shape (4,) over a (3, 4) array */
+    fl_bcast pwb = { pw, 4, 1, 0, 0, NULL, NULL }; /* pos_weight of shape (3, 1) */
     return fl_bce_f64(x, t, n, wb, pwb, 1.0, NULL, g, 1);
 }
 static double f_focal(double *x, double *g, int n)
 {
-    double t[12] = {0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 0};
+    double t[12] = { 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 0 };
     return fl_focal_f64(x, t, n, 0.25, 1.5, 1.0, NULL, g, 1);
 }
 static double f_huber(double *x, double *g, int n)
 {
-    double t[12] = {0};
+    double t[12] = { 0 };
     return fl_huber_f64(x, t, n, 1.3, 1.0, NULL, g, 1);
 }
 static double f_sl1(double *x, double *g, int n)
 {
-    double t[12] = {0};
+    double t[12] = { 0 };
     return fl_smooth_l1_f64(x, t, n, 0.7, 1.0, NULL, g, 1);
 }
 
@@ -167,13 +167,13 @@ static void test_finite_differences(const char *name, loss_fn f)
 
 static void test_elementwise_closed_forms(void)
 {
-    double x[4] = {0, 0, 2, -2}, t[4] = {0, 1, 0, 0}, g[4], loss[4];
+    double x[4] = { 0, 0, 2, -2 }, t[4] = { 0, 1, 0, 0 }, g[4], loss[4];
     fl_bce_f64(x, t, 2, NO_W, NO_W, 1.0, loss, g, 1);
     close_to("bce x=0 loss", loss[0], log(2.0), 1e-15);
     close_to("bce x=0 grad t=0", g[0], 0.5, 1e-15);
     close_to("bce x=0 grad t=1", g[1], -0.5, 1e-15);
 
-    double xb[1] = {-80.0}, tb[1] = {0.0}, lb;
+    double xb[1] = { -80.0 }, tb[1] = { 0.0 }, lb;
     fl_bce_f64(xb, tb, 1, NO_W, NO_W, 1.0, &lb, NULL, 1);
     close_to("bce tiny loss rel", lb / log1p(exp(-80.0)), 1.0, 1e-15);
 
@@ -190,17 +190,17 @@ static void test_elementwise_closed_forms(void)
         close_to("focal(gamma=0) == bce grad", gf[i], gb[i], 1e-15);
     }
     /* gamma < 1 at a saturated correct prediction: finite gradient */
-    double xs[1] = {1e4}, ts[1] = {1.0}, gs;
+    double xs[1] = { 1e4 }, ts[1] = { 1.0 }, gs;
     fl_focal_f64(xs, ts, 1, 0.25, 0.5, 1.0, NULL, &gs, 1);
     check(isfinite(gs) && gs == 0.0, "focal saturated gradient finite", gs, 0.0);
 
     fl_huber_f64(x + 2, t + 2, 2, 1.0, 1.0, loss, g, 1);
     close_to("huber linear loss", loss[0], 1.5, 0);
     close_to("huber clamp grad", g[1], -1.0, 0);
-    double z0[1] = {0.0}, gz;
+    double z0[1] = { 0.0 }, gz;
     fl_smooth_l1_f64(z0, z0, 1, 0.0, 1.0, NULL, &gz, 1);
     check(gz == 0.0, "l1 sign(0) == 0", gz, 0.0);
-    double xn[1] = {NAN};
+    double xn[1] = { NAN };
     fl_huber_f64(xn, z0, 1, 1.0, 1.0, loss, &gz, 1);
     check(isnan(loss[0]) && isnan(gz), "huber NaN propagates", gz, NAN);
 }
@@ -210,7 +210,7 @@ static void test_float32_matches_float64(void)
     enum { N = 4, C = 1000 };
     static float zf[N * C], gf[N * C];
     static double zd[N * C], gd[N * C];
-    int64_t t[N] = {3, 999, 0, 500};
+    int64_t t[N] = { 3, 999, 0, 500 };
     for (int i = 0; i < N * C; ++i)
         zd[i] = (double)(zf[i] = (float)urand(4.0));
     double sf = fl_ce_index_f32(zf, t, N, C, NULL, -100, 0.0, 1.0, NULL, gf, 1, NULL, NULL);
@@ -294,8 +294,8 @@ static int same_range(const void *a, const void *b, int f32, fl_index i, fl_inde
 static int same_bits_d(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 static double ce_call(int f32, const void *z, const int64_t *t, fl_index R, fl_index C,
-                      const void *w, int64_t ign, double eps, double scale, void *loss,
-                      void *grad, int nt, fl_index *bp, int64_t *bv)
+                      const void *w, int64_t ign, double eps, double scale, void *loss, void *grad,
+                      int nt, fl_index *bp, int64_t *bv)
 {
     if (f32)
         return fl_ce_index_f32((const float *)z, t, R, C, (const float *)w, ign, eps, scale,
@@ -305,7 +305,7 @@ static double ce_call(int f32, const void *z, const int64_t *t, fl_index R, fl_i
 }
 
 enum { M_SUM, M_LOSS, M_GRAD, M_INPLACE, N_MODES };
-static const char *const MODE_NAME[] = {"sum-only", "loss-only", "grad", "grad-in-place"};
+static const char *const MODE_NAME[] = { "sum-only", "loss-only", "grad", "grad-in-place" };
 
 enum { P_SCATTER, P_LAST, P_LATE, P_FIRST_LANES, P_NONE, N_PATTERNS };
 
@@ -313,11 +313,16 @@ enum { P_SCATTER, P_LAST, P_LATE, P_FIRST_LANES, P_NONE, N_PATTERNS };
 static int bad_row(int pattern, fl_index r, fl_index R)
 {
     switch (pattern) {
-    case P_SCATTER: return r % 13 == 3 || r == R - 1;
-    case P_LAST: return r == R - 1;
-    case P_LATE: return r >= R / 2 + 7 && r % 5 == 0;          /* later segments only */
-    case P_FIRST_LANES: return r % 16 == 0 || r % 16 == 15;    /* first / last tile lane */
-    default: return 0;
+    case P_SCATTER:
+        return r % 13 == 3 || r == R - 1;
+    case P_LAST:
+        return r == R - 1;
+    case P_LATE:
+        return r >= R / 2 + 7 && r % 5 == 0; /* later segments only */
+    case P_FIRST_LANES:
+        return r % 16 == 0 || r % 16 == 15; /* first / last tile lane */
+    default:
+        return 0;
     }
 }
 
@@ -332,10 +337,18 @@ typedef struct {
 
 static int64_t bad_value_for(fl_index r, fl_index C, int64_t ignore)
 {
-    const int64_t vals[] = {-1,        (int64_t)C,           (int64_t)C + 1,
-                            INT64_MIN, INT64_MAX,            (int64_t)1 << 40,
-                            -((int64_t)1 << 40), INT64_MIN + 1, (int64_t)C * 1000 + 7,
-                            -2,        (int64_t)1 << 32,     -((int64_t)1 << 31)};
+    const int64_t vals[] = { -1,
+                             (int64_t)C,
+                             (int64_t)C + 1,
+                             INT64_MIN,
+                             INT64_MAX,
+                             (int64_t)1 << 40,
+                             -((int64_t)1 << 40),
+                             INT64_MIN + 1,
+                             (int64_t)C * 1000 + 7,
+                             -2,
+                             (int64_t)1 << 32,
+                             -((int64_t)1 << 31) };
     const int nv = (int)(sizeof vals / sizeof vals[0]);
     for (int k = 0;; ++k) {
         const int64_t v = vals[(r * 7 + k) % nv];
@@ -398,19 +411,20 @@ static void bad_index_case(const bad_cfg *k)
     }
     fl_index bp_ref = 4242, bp = 4242;
     int64_t bv_ref = 4242, bv = 4242;
-    const double s_ref = ce_call(f32, inplace ? gr : z, tref, R, C, w, k->ignore, k->eps, scale,
-                                 want_loss ? lr : NULL, want_grad ? gr : NULL, k->nt, &bp_ref,
-                                 &bv_ref);
+    const double s_ref =
+        ce_call(f32, inplace ? gr : z, tref, R, C, w, k->ignore, k->eps, scale,
+                want_loss ? lr : NULL, want_grad ? gr : NULL, k->nt, &bp_ref, &bv_ref);
     const double s = ce_call(f32, inplace ? gb : z, t, R, C, w, k->ignore, k->eps, scale,
                              want_loss ? lb : NULL, want_grad ? gb : NULL, k->nt, &bp, &bv);
     ++n_bad_cases;
     n_bad_rows_seen += n_bad;
 
-#define WHAT(prop)                                                                           \
-    (snprintf(what, sizeof what, "bad index %s %s C=%ld R=%ld w=%d eps=%g nt=%d pat=%d "     \
-                                 "ign=%lld: %s",                                             \
-              f32 ? "f32" : "f64", MODE_NAME[k->mode], (long)C, (long)R, k->weighted,        \
-              k->eps, k->nt, k->pattern, (long long)k->ignore, prop),                        \
+#define WHAT(prop)                                                                                 \
+    (snprintf(what, sizeof what,                                                                   \
+              "bad index %s %s C=%ld R=%ld w=%d eps=%g nt=%d pat=%d "                              \
+              "ign=%lld: %s",                                                                      \
+              f32 ? "f32" : "f64", MODE_NAME[k->mode], (long)C, (long)R, k->weighted, k->eps,      \
+              k->nt, k->pattern, (long long)k->ignore, prop),                                      \
      what)
     check(bp_ref == -1, WHAT("reference bad_pos == -1"), (double)bp_ref, -1);
     check(isfinite(s_ref), WHAT("reference sum finite"), s_ref, 0);
@@ -478,10 +492,10 @@ static void bad_index_case(const bad_cfg *k)
     if (k->mode == M_SUM) {
         /* bad_pos without bad_value, and neither: same verdict */
         fl_index bp3 = 4242;
-        const double s3 = ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL,
-                                  k->nt, &bp3, NULL);
-        const double s4 = ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL,
-                                  k->nt, NULL, NULL);
+        const double s3 =
+            ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL, k->nt, &bp3, NULL);
+        const double s4 =
+            ce_call(f32, z, t, R, C, w, k->ignore, k->eps, scale, NULL, NULL, k->nt, NULL, NULL);
         check(bp3 == first_bad && (same_bits_d(s3, s) || (isnan(s3) && isnan(s))) &&
                   (same_bits_d(s4, s) || (isnan(s4) && isnan(s))),
               WHAT("bad_value / bad_pos NULL"), (double)bp3, (double)first_bad);
@@ -502,8 +516,8 @@ static void bad_index_case(const bad_cfg *k)
 
 static void test_ce_bad_indices(int quick)
 {
-    static const fl_index CS[] = {2, 10, 16, 17, 1000};
-    static const int64_t IGNORES[] = {-100, -1, INT64_MIN, 1};
+    static const fl_index CS[] = { 2, 10, 16, 17, 1000 };
+    static const int64_t IGNORES[] = { -100, -1, INT64_MIN, 1 };
     const int pass0 = n_pass, fail0 = n_fail;
     int counter = 0;
     for (int f32 = 0; f32 < 2; ++f32)
@@ -518,7 +532,7 @@ static void test_ce_bad_indices(int quick)
                     k.mode = mode;
                     k.ignore = IGNORES[counter % 4];
                     /* one thread: a single partial tile, full tiles, full + partial */
-                    static const fl_index RS[] = {7, 48, 53};
+                    static const fl_index RS[] = { 7, 48, 53 };
                     for (int ri = 0; ri < 3; ++ri) {
                         k.R = RS[ri];
                         k.nt = 1;
@@ -560,8 +574,8 @@ typedef struct {
     fl_index len; /* elements of the weight array (exact allocation) */
 } gdesc;
 
-static double bce_call(int f32, const void *x, const void *t, fl_index n, fl_bcast w,
-                       fl_bcast pw, void *loss, void *grad, int nt)
+static double bce_call(int f32, const void *x, const void *t, fl_index n, fl_bcast w, fl_bcast pw,
+                       void *loss, void *grad, int nt)
 {
     if (f32)
         return fl_bce_f32((const float *)x, (const float *)t, n, w, pw, 0.5, (float *)loss,
@@ -580,15 +594,15 @@ static void bcast_general_case(const char *name, int f32, fl_index n, const gdes
     const size_t es = f32 ? sizeof(float) : sizeof(double);
     void *x = xmalloc((size_t)n * es), *t = xmalloc((size_t)n * es);
     void *w = NULL, *pw = NULL, *wf = NULL, *pwf = NULL;
-    fl_bcast gw = {NULL, 1, 0, 0, 0, NULL, NULL}, gp = gw, sw = gw, sp = gw;
+    fl_bcast gw = { NULL, 1, 0, 0, 0, NULL, NULL }, gp = gw, sw = gw, sp = gw;
     char what[200];
     for (fl_index i = 0; i < n; ++i) {
         set_at(x, f32, i, urand(5.0));
         set_at(t, f32, i, 0.5 + urand(0.5));
     }
-    const gdesc *ds[2] = {dw, dp};
-    void **bufs[2] = {&w, &pw}, **fulls[2] = {&wf, &pwf};
-    fl_bcast *gs[2] = {&gw, &gp}, *ss[2] = {&sw, &sp};
+    const gdesc *ds[2] = { dw, dp };
+    void **bufs[2] = { &w, &pw }, **fulls[2] = { &wf, &pwf };
+    fl_bcast *gs[2] = { &gw, &gp }, *ss[2] = { &sw, &sp };
     for (int q = 0; q < 2; ++q) {
         const gdesc *d = ds[q];
         if (!d || d->nd == 0)
@@ -637,12 +651,11 @@ static void bcast_general_vs_simple(int f32)
 {
     enum { R = 33, C = 29, N = R * C };
     const size_t es = f32 ? sizeof(float) : sizeof(double);
-    static const fl_index sh2[2] = {R, C}, col[2] = {0, 1}, row[2] = {1, 0};
-    static const fl_index sh1[1] = {N}, zero1[1] = {0};
+    static const fl_index sh2[2] = { R, C }, col[2] = { 0, 1 }, row[2] = { 1, 0 };
+    static const fl_index sh1[1] = { N }, zero1[1] = { 0 };
     void *x = xmalloc(N * es), *t = xmalloc(N * es), *w = xmalloc(N * es);
-    void *l1 = xmalloc(N * es), *l2 = xmalloc(N * es), *g1 = xmalloc(N * es),
-         *g2 = xmalloc(N * es);
-    const fl_bcast none = {NULL, 1, 0, 0, 0, NULL, NULL};
+    void *l1 = xmalloc(N * es), *l2 = xmalloc(N * es), *g1 = xmalloc(N * es), *g2 = xmalloc(N * es);
+    const fl_bcast none = { NULL, 1, 0, 0, 0, NULL, NULL };
     for (int i = 0; i < N; ++i) {
         set_at(x, f32, i, urand(5.0));
         set_at(t, f32, i, 0.5 + urand(0.5));
@@ -652,11 +665,11 @@ static void bcast_general_vs_simple(int f32)
         const char *name;
         fl_bcast general, simple;
     } cases[] = {
-        {"per column (C,)", {w, 1, 0, 0, 2, sh2, col}, {w, C, 0, 1, 0, NULL, NULL}},
-        {"per row (R, 1)", {w, 1, 0, 0, 2, sh2, row}, {w, C, 1, 0, 0, NULL, NULL}},
-        {"scalar", {w, 1, 0, 0, 1, sh1, zero1}, {w, N, 0, 0, 0, NULL, NULL}},
-        {"full (R, C)", {w, 1, 0, 0, 1, sh1, col + 1}, {w, N, 0, 1, 0, NULL, NULL}},
-        {"absent (ptr NULL, ndim 2)", {NULL, 1, 0, 0, 2, sh2, col}, none},
+        { "per column (C,)", { w, 1, 0, 0, 2, sh2, col }, { w, C, 0, 1, 0, NULL, NULL } },
+        { "per row (R, 1)", { w, 1, 0, 0, 2, sh2, row }, { w, C, 1, 0, 0, NULL, NULL } },
+        { "scalar", { w, 1, 0, 0, 1, sh1, zero1 }, { w, N, 0, 0, 0, NULL, NULL } },
+        { "full (R, C)", { w, 1, 0, 0, 1, sh1, col + 1 }, { w, N, 0, 1, 0, NULL, NULL } },
+        { "absent (ptr NULL, ndim 2)", { NULL, 1, 0, 0, 2, sh2, col }, none },
     };
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c)
         for (int as_pw = 0; as_pw < 2; ++as_pw) {
@@ -672,12 +685,10 @@ static void bcast_general_vs_simple(int f32)
             /* Per element bitwise; the sums only to rounding: the simple
              * form splits the blocks at its rows (bcast_clip), the general
              * form does not, and block_sum adds per block. */
-            check(same_range(l1, l2, f32, 0, N) && same_range(g1, g2, f32, 0, N), what, s1,
-                  s2);
+            check(same_range(l1, l2, f32, 0, N) && same_range(g1, g2, f32, 0, N), what, s1, s2);
             close_to(what, s1, s2, 1e-14);
             if (!same_bits_d(s1, s2))
-                printf("note: %s: sums differ in the last bits (%.17g vs %.17g)\n", what, s1,
-                       s2);
+                printf("note: %s: sums differ in the last bits (%.17g vs %.17g)\n", what, s1, s2);
         }
     free(x);
     free(t);
@@ -693,8 +704,8 @@ static void test_bcast_general(int quick)
     const int pass0 = n_pass, fail0 = n_fail;
     for (int f32 = 0; f32 < 2; ++f32) {
         /* weight (5, 1, 7) and pos_weight (1, 4, 1) over (5, 4, 7) */
-        static const fl_index sh[3] = {5, 4, 7}, wst[3] = {7, 0, 1}, pst[3] = {0, 1, 0};
-        const gdesc dw = {3, sh, wst, 35}, dp = {3, sh, pst, 4};
+        static const fl_index sh[3] = { 5, 4, 7 }, wst[3] = { 7, 0, 1 }, pst[3] = { 0, 1, 0 };
+        const gdesc dw = { 3, sh, wst, 35 }, dp = { 3, sh, pst, 4 };
         bcast_general_case("(5,1,7) over (5,4,7)", f32, 140, &dw, NULL, 1);
         bcast_general_case("(1,4,1) pos_weight over (5,4,7)", f32, 140, NULL, &dp, 1);
         bcast_general_case("both", f32, 140, &dw, &dp, 3);
@@ -703,13 +714,13 @@ static void test_bcast_general(int quick)
          * under a broadcast leading axis and a size-1 axis with an arbitrary
          * stride; pos_weight per row of 339, the last axis broadcast */
         const fl_index cols = quick ? 171 : 339; /* quick: just above 2^18 elements */
-        const fl_index shb[4] = {3, 517, 1, cols}, wstb[4] = {0, 1, 12345, 517};
-        const fl_index shr[2] = {3 * 517, cols}, pstr[2] = {1, 0};
-        const gdesc dwb = {4, shb, wstb, 517 * cols}, dpb = {2, shr, pstr, 3 * 517};
+        const fl_index shb[4] = { 3, 517, 1, cols }, wstb[4] = { 0, 1, 12345, 517 };
+        const fl_index shr[2] = { 3 * 517, cols }, pstr[2] = { 1, 0 };
+        const gdesc dwb = { 4, shb, wstb, 517 * cols }, dpb = { 2, shr, pstr, 3 * 517 };
         bcast_general_case("transposed + broadcast, large", f32, 3 * 517 * cols, &dwb, &dpb, 4);
         if (!quick)
-            bcast_general_case("transposed + broadcast, large, 1 thread", f32, 3 * 517 * cols,
-                               &dwb, &dpb, 1);
+            bcast_general_case("transposed + broadcast, large, 1 thread", f32, 3 * 517 * cols, &dwb,
+                               &dpb, 1);
 
         /* FL_BCAST_MAXDIM axes, nearly all of size 1 (strides beyond the
          * array there: never used, since their index is always 0) */
@@ -721,12 +732,13 @@ static void test_bcast_general(int quick)
         sh64[5] = 6, st64[5] = 140, st64b[5] = 35;
         sh64[33] = 4, st64[33] = 35, st64b[33] = 0;
         sh64[63] = 35, st64[63] = 1, st64b[63] = 1;
-        const gdesc d64 = {FL_BCAST_MAXDIM, sh64, st64, 840}, d64b = {FL_BCAST_MAXDIM, sh64, st64b, 210};
+        const gdesc d64 = { FL_BCAST_MAXDIM, sh64, st64, 840 },
+                    d64b = { FL_BCAST_MAXDIM, sh64, st64b, 210 };
         bcast_general_case("64 axes", f32, 840, &d64, &d64b, 1);
 
         /* a trailing size-1 axis: runs of one element */
-        static const fl_index sht[2] = {1000, 1}, stt[2] = {1, 7777};
-        const gdesc dt = {2, sht, stt, 1000};
+        static const fl_index sht[2] = { 1000, 1 }, stt[2] = { 1, 7777 };
+        const gdesc dt = { 2, sht, stt, 1000 };
         bcast_general_case("trailing size-1 axis", f32, 1000, &dt, NULL, 1);
 
         /* random shapes and strides, exact-size weight arrays */
@@ -745,7 +757,7 @@ static void test_bcast_general(int quick)
                 }
                 len[q] = top + 1;
             }
-            const gdesc ra = {nd, shp[0], std[0], len[0]}, rb = {nd, shp[1], std[1], len[1]};
+            const gdesc ra = { nd, shp[0], std[0], len[0] }, rb = { nd, shp[1], std[1], len[1] };
             bcast_general_case("random", f32, n, &ra, &rb, rep % 2 ? 3 : 1);
         }
         bcast_general_vs_simple(f32);
@@ -757,23 +769,23 @@ static void test_bcast_general(int quick)
  * fl_ce_check_targets says; those rows are NaN and reported. */
 static void test_ce_no_classes(void)
 {
-    const int64_t t[4] = {-100, 5, 0, -100};
-    double loss[4] = {7, 7, 7, 7};
+    const int64_t t[4] = { -100, 5, 0, -100 };
+    double loss[4] = { 7, 7, 7, 7 };
     fl_index bad = 7;
     int64_t val = 0;
     double denom = 0;
-    const double s = fl_ce_index_f64(NULL, t, 4, 0, NULL, -100, 0.0, 1.0, loss, NULL, 1, &bad,
-                                     &val);
+    const double s =
+        fl_ce_index_f64(NULL, t, 4, 0, NULL, -100, 0.0, 1.0, loss, NULL, 1, &bad, &val);
     check(isnan(s), "no classes: sum NaN", s, NAN);
     check(bad == 1 && val == 5, "no classes: first bad row", (double)bad, 1);
     check(loss[0] == 0 && isnan(loss[1]) && isnan(loss[2]) && loss[3] == 0,
           "no classes: per-row losses", loss[1], NAN);
-    check(fl_ce_check_targets_f64(t, 4, 0, -100, NULL, &denom) == 1,
-          "no classes: check agrees", 1, 1);
-    const int64_t ign[2] = {-100, -100};
+    check(fl_ce_check_targets_f64(t, 4, 0, -100, NULL, &denom) == 1, "no classes: check agrees", 1,
+          1);
+    const int64_t ign[2] = { -100, -100 };
     bad = 7;
-    const double s2 = fl_ce_index_f64(NULL, ign, 2, 0, NULL, -100, 0.0, 1.0, NULL, NULL, 1, &bad,
-                                      NULL);
+    const double s2 =
+        fl_ce_index_f64(NULL, ign, 2, 0, NULL, -100, 0.0, 1.0, NULL, NULL, 1, &bad, NULL);
     check(s2 == 0 && bad == -1, "no classes, all ignored: 0, nothing bad", s2, 0);
 }
 
@@ -790,8 +802,8 @@ int main(int argc, char **argv)
         return 0; /* run.sh: does this CPU run the target? */
     /* "quick" (or FL_TEST_QUICK=1): fewer large cases, for slow runners */
     const char *quick_env = getenv("FL_TEST_QUICK");
-    const int quick = (argc > 1 && strcmp(argv[1], "quick") == 0) ||
-                      (quick_env && strcmp(quick_env, "1") == 0);
+    const int quick =
+        (argc > 1 && strcmp(argv[1], "quick") == 0) || (quick_env && strcmp(quick_env, "1") == 0);
     test_ce_closed_forms();
     test_ce_paths_agree();
     test_elementwise_closed_forms();

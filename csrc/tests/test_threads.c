@@ -70,9 +70,9 @@ static void *xmalloc(size_t bytes)
 /* Inputs shared by every kernel: n elements, and row targets for up to n rows. */
 typedef struct {
     fl_index n;
-    float *xf, *tf, *wf;   /* logits / input, targets in [0, 1], weights (n) */
+    float *xf, *tf, *wf; /* logits / input, targets in [0, 1], weights (n) */
     double *xd, *td, *wd;
-    int64_t *idx;          /* class indices, some set to the ignore index */
+    int64_t *idx; /* class indices, some set to the ignore index */
 } inputs;
 
 #define IGNORE_INDEX (-100)
@@ -140,8 +140,8 @@ static double k_ce_index_f32(const inputs *in, fl_index C, int nt, void *loss, v
     fl_index rows = in->n / C;
     *n_out = rows * C;
     *elem = sizeof(float);
-    return fl_ce_index_f32(in->xf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0 / 3,
-                           loss, grad, nt, NULL, NULL);
+    return fl_ce_index_f32(in->xf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0 / 3, loss,
+                           grad, nt, NULL, NULL);
 }
 
 static double k_ce_index_f64_w(const inputs *in, fl_index C, int nt, void *loss, void *grad,
@@ -150,8 +150,8 @@ static double k_ce_index_f64_w(const inputs *in, fl_index C, int nt, void *loss,
     fl_index rows = in->n / C;
     *n_out = rows * C;
     *elem = sizeof(double);
-    return fl_ce_index_f64(in->xd, row_targets, rows, C, in->wd, IGNORE_INDEX, 0.1, 0.5,
-                           loss, grad, nt, NULL, NULL);
+    return fl_ce_index_f64(in->xd, row_targets, rows, C, in->wd, IGNORE_INDEX, 0.1, 0.5, loss, grad,
+                           nt, NULL, NULL);
 }
 
 static double k_ce_prob_f32(const inputs *in, fl_index C, int nt, void *loss, void *grad,
@@ -175,7 +175,7 @@ static double k_ce_prob_f64(const inputs *in, fl_index C, int nt, void *loss, vo
 static double k_bce_f32(const inputs *in, fl_index C, int nt, void *loss, void *grad,
                         fl_index *n_out, size_t *elem)
 {
-    const fl_bcast none = {NULL, 1, 0, 0, 0, NULL, NULL};
+    const fl_bcast none = { NULL, 1, 0, 0, 0, NULL, NULL };
     (void)C;
     *n_out = in->n;
     *elem = sizeof(float);
@@ -186,8 +186,8 @@ static double k_bce_f32_bcast(const inputs *in, fl_index C, int nt, void *loss, 
                               fl_index *n_out, size_t *elem)
 {
     /* weight broadcast along rows of 7, pos_weight along columns of 7 */
-    const fl_bcast w = {in->wf, 7, 1, 0, 0, NULL, NULL};
-    const fl_bcast pw = {in->wf + 3, 7, 0, 1, 0, NULL, NULL};
+    const fl_bcast w = { in->wf, 7, 1, 0, 0, NULL, NULL };
+    const fl_bcast pw = { in->wf + 3, 7, 0, 1, 0, NULL, NULL };
     (void)C;
     *n_out = in->n;
     *elem = sizeof(float);
@@ -197,7 +197,7 @@ static double k_bce_f32_bcast(const inputs *in, fl_index C, int nt, void *loss, 
 static double k_bce_f64(const inputs *in, fl_index C, int nt, void *loss, void *grad,
                         fl_index *n_out, size_t *elem)
 {
-    const fl_bcast w = {in->wd, 1, 1, 0, 0, NULL, NULL}, none = {NULL, 1, 0, 0, 0, NULL, NULL};
+    const fl_bcast w = { in->wd, 1, 1, 0, 0, NULL, NULL }, none = { NULL, 1, 0, 0, 0, NULL, NULL };
     (void)C;
     *n_out = in->n;
     *elem = sizeof(double);
@@ -265,18 +265,24 @@ typedef struct {
 } kernel;
 
 static const kernel KERNELS[] = {
-    {"ce_index_f32", k_ce_index_f32, 1},   {"ce_index_f64_w", k_ce_index_f64_w, 1},
-    {"ce_prob_f32", k_ce_prob_f32, 1},     {"ce_prob_f64", k_ce_prob_f64, 1},
-    {"bce_f32", k_bce_f32, 0},             {"bce_f32_bcast", k_bce_f32_bcast, 0},
-    {"bce_f64", k_bce_f64, 0},             {"focal_f32", k_focal_f32, 0},
-    {"focal_f64", k_focal_f64, 0},         {"huber_f32", k_huber_f32, 0},
-    {"huber_f64", k_huber_f64, 0},         {"smooth_l1_f32", k_smooth_l1_f32, 0},
-    {"smooth_l1_f64", k_smooth_l1_f64, 0},
+    { "ce_index_f32", k_ce_index_f32, 1 },
+    { "ce_index_f64_w", k_ce_index_f64_w, 1 },
+    { "ce_prob_f32", k_ce_prob_f32, 1 },
+    { "ce_prob_f64", k_ce_prob_f64, 1 },
+    { "bce_f32", k_bce_f32, 0 },
+    { "bce_f32_bcast", k_bce_f32_bcast, 0 },
+    { "bce_f64", k_bce_f64, 0 },
+    { "focal_f32", k_focal_f32, 0 },
+    { "focal_f64", k_focal_f64, 0 },
+    { "huber_f32", k_huber_f32, 0 },
+    { "huber_f64", k_huber_f64, 0 },
+    { "smooth_l1_f32", k_smooth_l1_f32, 0 },
+    { "smooth_l1_f64", k_smooth_l1_f64, 0 },
 };
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
 /* Thread counts compared against 1 (0, negative and huge must be harmless). */
-static const int THREADS[] = {2, 3, 4, 8, 16, 64, 0, -3, 1000};
+static const int THREADS[] = { 2, 3, 4, 8, 16, 64, 0, -3, 1000 };
 #define N_THREADS ((int)(sizeof(THREADS) / sizeof(THREADS[0])))
 
 static int same_bits(const void *a, const void *b, size_t bytes)
@@ -311,8 +317,8 @@ static void run_kernel(const kernel *k, const inputs *in, fl_index C, int nt, ou
     o->sum = k->fn(in, C, nt, o->loss, o->grad, n_out, elem);
 }
 
-static int same_outputs(const outputs *a, const outputs *b, fl_index n_out, size_t elem,
-                        int is_ce, fl_index C)
+static int same_outputs(const outputs *a, const outputs *b, fl_index n_out, size_t elem, int is_ce,
+                        fl_index C)
 {
     /* Per-element losses: one per row for cross-entropy, per element otherwise. */
     fl_index n_loss = is_ce ? n_out / C : n_out;
@@ -321,8 +327,7 @@ static int same_outputs(const outputs *a, const outputs *b, fl_index n_out, size
            same_bits(a->grad, b->grad, (size_t)n_out * elem);
 }
 
-static void check_case(const kernel *k, const inputs *in, fl_index C, outputs *ref,
-                       outputs *got)
+static void check_case(const kernel *k, const inputs *in, fl_index C, outputs *ref, outputs *got)
 {
     fl_index n_out, n_out2;
     size_t elem, elem2;
@@ -344,8 +349,8 @@ static void check_case(const kernel *k, const inputs *in, fl_index C, outputs *r
         ++n_pass;
     } else {
         ++n_fail;
-        printf("FAIL %s n=%ld C=%ld sum only: %.17g vs %.17g\n", k->name, (long)in->n,
-               (long)C, sum_only, ref->sum);
+        printf("FAIL %s n=%ld C=%ld sum only: %.17g vs %.17g\n", k->name, (long)in->n, (long)C,
+               sum_only, ref->sum);
     }
 }
 
@@ -357,9 +362,10 @@ static void check_in_place(const inputs *in, fl_index C)
     float *grad = xmalloc((size_t)(rows * C) * sizeof(float));
     double s1, s2;
     memcpy(buf, in->xf, (size_t)(rows * C) * sizeof(float));
-    s1 = fl_ce_index_f32(in->xf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0, NULL, grad,
-                         1, NULL, NULL);
-    s2 = fl_ce_index_f32(buf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0, NULL, buf, 4, NULL, NULL);
+    s1 = fl_ce_index_f32(in->xf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0, NULL, grad, 1,
+                         NULL, NULL);
+    s2 = fl_ce_index_f32(buf, row_targets, rows, C, NULL, IGNORE_INDEX, 0.0, 1.0, NULL, buf, 4,
+                         NULL, NULL);
     if (same_bits(&s1, &s2, sizeof s1) &&
         same_bits(buf, grad, (size_t)(rows * C) * sizeof(float))) {
         ++n_pass;
@@ -375,9 +381,9 @@ static void test_sizes(int quick)
 {
     /* Below, around and far above the parallel threshold (runtime.c uses
      * 1 << 18 elements), with odd sizes so segments are uneven. */
-    static const fl_index SIZES[] = {1,       1000,          100003,  (1 << 18) - 1,
-                                     1 << 18, (1 << 18) + 1, 1 << 20, 3000017};
-    static const fl_index CLASSES[] = {10, 1000};
+    static const fl_index SIZES[] = { 1,       1000,          100003,  (1 << 18) - 1,
+                                      1 << 18, (1 << 18) + 1, 1 << 20, 3000017 };
+    static const fl_index CLASSES[] = { 10, 1000 };
     const int n_sizes = (int)(sizeof(SIZES) / sizeof(SIZES[0]));
     for (int si = 0; si < n_sizes; ++si) {
         inputs in;
@@ -439,7 +445,7 @@ typedef struct {
     int mismatches;
 } caller_arg;
 
-static const int CONC_KERNELS[] = {0, 4, 7, 10, 1};
+static const int CONC_KERNELS[] = { 0, 4, 7, 10, 1 };
 #define N_CONC ((int)(sizeof(CONC_KERNELS) / sizeof(CONC_KERNELS[0])))
 #define CONC_C 10
 
@@ -502,7 +508,6 @@ static void test_concurrent_callers(int quick)
 }
 #endif
 
-
 #ifndef _WIN32
 /* ---- (c) a racing writer ------------------------------------------------ */
 
@@ -519,7 +524,7 @@ static void test_concurrent_callers(int quick)
 typedef struct {
     int64_t *t; /* the shared targets */
     fl_index R, C;
-    int stop;   /* read and written with __atomic builtins */
+    int stop; /* read and written with __atomic builtins */
     unsigned long passes;
 } race_shared;
 
@@ -532,10 +537,14 @@ static int race_flipped(fl_index r) { return r % 4 == 1 || r % 16 == 15; }
 static int64_t race_bad(int k, fl_index C)
 {
     switch (k & 3) {
-    case 0: return (int64_t)C;
-    case 1: return INT64_MIN;
-    case 2: return INT64_MAX;
-    default: return -1;
+    case 0:
+        return (int64_t)C;
+    case 1:
+        return INT64_MIN;
+    case 2:
+        return INT64_MAX;
+    default:
+        return -1;
     }
 }
 
@@ -602,11 +611,9 @@ static double race_call(const race_reader *a, void *loss, void *grad, int nt, fl
     const race_shared *sh = a->sh;
     if (a->f32)
         return fl_ce_index_f32((const float *)a->z, sh->t, sh->R, sh->C, (const float *)a->w,
-                               IGNORE_INDEX, a->eps, 0.5, (float *)loss, (float *)grad, nt, bp,
-                               bv);
+                               IGNORE_INDEX, a->eps, 0.5, (float *)loss, (float *)grad, nt, bp, bv);
     return fl_ce_index_f64((const double *)a->z, sh->t, sh->R, sh->C, (const double *)a->w,
-                           IGNORE_INDEX, a->eps, 0.5, (double *)loss, (double *)grad, nt, bp,
-                           bv);
+                           IGNORE_INDEX, a->eps, 0.5, (double *)loss, (double *)grad, nt, bp, bv);
 }
 
 static int all_nan(const void *a, int f32, fl_index i, fl_index n)
@@ -638,7 +645,7 @@ static void *race_reader_main(void *varg)
     memset(lbuf, RACE_CANARY, (size_t)R * es + 2 * gl);
     memset(gbuf, RACE_CANARY, (size_t)(R * C) * es + 2 * gl);
     for (int i = 0; i < a->calls && !a->failures; ++i) {
-        static const int NT[] = {1, 2, 4};
+        static const int NT[] = { 1, 2, 4 };
         const int nt = NT[(i + a->id) % 3];
         const int with_grad = (i + a->id) % 4 != 3;
         fl_index bp = 4242, first_nan = -1;
@@ -907,8 +914,8 @@ static void *intro_main(void *varg)
             break;
         }
         case 5: {
-            static const char *const unknown[] = {"no-such-target", "baselinebaseline", "AVX2",
-                                                  "best ", " baseline", "avx"};
+            static const char *const unknown[] = { "no-such-target", "baselinebaseline", "AVX2",
+                                                   "best ",          " baseline",        "avx" };
             const char *name = unknown[(i / 10) % 6];
             rc = fl_target_set(name);
             if (rc != -1)
@@ -959,7 +966,8 @@ static void test_introspection(int quick, const char *forced)
     intro_n_sup = split_tokens(intro_supported, intro_tok_sup);
     intro_n_comp = split_tokens(intro_compiled, intro_tok_comp);
     /* the lists themselves: baseline first, supported a prefix of compiled */
-    if (intro_n_sup >= 1 && intro_n_comp >= intro_n_sup && strcmp(intro_tok_sup[0], "baseline") == 0 &&
+    if (intro_n_sup >= 1 && intro_n_comp >= intro_n_sup &&
+        strcmp(intro_tok_sup[0], "baseline") == 0 &&
         strncmp(intro_compiled, intro_supported, strlen(intro_supported)) == 0 &&
         in_tokens(fl_target_selected(), intro_tok_sup, intro_n_sup)) {
         ++n_pass;
@@ -998,8 +1006,8 @@ static void test_introspection(int quick, const char *forced)
             printf("FAIL introspection thread %d: %s\n", k, args[k].msg);
         }
     }
-    printf("introspection: %d threads x %d calls (%ld kernel calls), targets '%s'\n",
-           INTRO_THREADS, args[0].iters, kernel_calls, intro_supported);
+    printf("introspection: %d threads x %d calls (%ld kernel calls), targets '%s'\n", INTRO_THREADS,
+           args[0].iters, kernel_calls, intro_supported);
     /* back to the target this run was asked for */
     if (fl_target_set(forced) != 0) {
         ++n_fail;
@@ -1091,8 +1099,8 @@ int main(int argc, char **argv)
 {
     /* "quick" (or FL_TEST_QUICK=1): smaller sizes, for slow runners */
     const char *quick_env = getenv("FL_TEST_QUICK");
-    int quick = (argc > 1 && strcmp(argv[1], "quick") == 0) ||
-                (quick_env && strcmp(quick_env, "1") == 0);
+    int quick =
+        (argc > 1 && strcmp(argv[1], "quick") == 0) || (quick_env && strcmp(quick_env, "1") == 0);
     /* FL_FORCE_TARGET selects a SIMD target (run.sh runs once per target). */
     const char *target = getenv("FL_FORCE_TARGET");
     if (target && fl_target_set(target) != 0) {

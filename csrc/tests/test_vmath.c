@@ -102,32 +102,38 @@ typedef double (*fn64)(double);
 static void arr_exp_f32(const float *x, float *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_exp_f32(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_exp_f32(x[i]);
 }
 static void arr_log_f32(const float *x, float *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_log_f32(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_log_f32(x[i]);
 }
 static void arr_log1p_f32(const float *x, float *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_log1p_f32(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_log1p_f32(x[i]);
 }
 static void arr_exp_f64(const double *x, double *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_exp_f64(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_exp_f64(x[i]);
 }
 static void arr_log_f64(const double *x, double *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_log_f64(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_log_f64(x[i]);
 }
 static void arr_log1p_f64(const double *x, double *y, int n)
 {
     int i;
-    for (i = 0; i < n; i++) y[i] = fl_log1p_f64(x[i]);
+    for (i = 0; i < n; i++)
+        y[i] = fl_log1p_f64(x[i]);
 }
 
 static float sc_exp_f32(float x) { return fl_exp_f32(x); }
@@ -158,12 +164,12 @@ struct fun64 {
     long double (*ref)(long double);
 };
 
-static const struct fun32 F_EXP32 = {"exp_f32", arr_exp_f32, &p_exp_f32, exp};
-static const struct fun32 F_LOG32 = {"log_f32", arr_log_f32, &p_log_f32, log};
-static const struct fun32 F_LOG1P32 = {"log1p_f32", arr_log1p_f32, &p_log1p_f32, log1p};
-static const struct fun64 F_EXP64 = {"exp_f64", arr_exp_f64, &p_exp_f64, expl};
-static const struct fun64 F_LOG64 = {"log_f64", arr_log_f64, &p_log_f64, logl};
-static const struct fun64 F_LOG1P64 = {"log1p_f64", arr_log1p_f64, &p_log1p_f64, log1pl};
+static const struct fun32 F_EXP32 = { "exp_f32", arr_exp_f32, &p_exp_f32, exp };
+static const struct fun32 F_LOG32 = { "log_f32", arr_log_f32, &p_log_f32, log };
+static const struct fun32 F_LOG1P32 = { "log1p_f32", arr_log1p_f32, &p_log1p_f32, log1p };
+static const struct fun64 F_EXP64 = { "exp_f64", arr_exp_f64, &p_exp_f64, expl };
+static const struct fun64 F_LOG64 = { "log_f64", arr_log_f64, &p_log_f64, logl };
+static const struct fun64 F_LOG1P64 = { "log1p_f64", arr_log1p_f64, &p_log1p_f64, log1pl };
 
 /* ---- ULP error -------------------------------------------------------------- */
 
@@ -173,8 +179,10 @@ static double ulp_err_f32(float y, double ref)
 {
     double a = fabs(ref), ulp;
     int e;
-    if (isnan(ref)) return isnan(y) ? 0.0 : 1e30;
-    if (isnan(y)) return 1e30;
+    if (isnan(ref))
+        return isnan(y) ? 0.0 : 1e30;
+    if (isnan(y))
+        return 1e30;
     if ((float)ref == (float)INFINITY || (float)ref == -(float)INFINITY || isinf(y))
         return (float)ref == y ? 0.0 : 1e30; /* overflow must round to inf */
     if (a < FLT_MIN) {
@@ -190,9 +198,12 @@ static double ulp_err_f64(double y, long double ref)
 {
     long double a = fabsl(ref), ulp;
     int e;
-    if (isnan(ref)) return isnan(y) ? 0.0 : 1e30;
-    if (isnan(y)) return 1e30;
-    if (isinf((double)ref) || isinf(y)) return (double)ref == y ? 0.0 : 1e30;
+    if (isnan(ref))
+        return isnan(y) ? 0.0 : 1e30;
+    if (isnan(y))
+        return 1e30;
+    if (isinf((double)ref) || isinf(y))
+        return (double)ref == y ? 0.0 : 1e30;
     if (a < DBL_MIN) {
         ulp = ldexpl(1.0L, -1074);
     } else {
@@ -222,7 +233,8 @@ typedef void (*gen64)(double *x, int n, double a, double b);
 static void g32_uniform(float *x, int n, double a, double b)
 {
     int i;
-    for (i = 0; i < n; i++) x[i] = (float)(a + (b - a) * rng_unit());
+    for (i = 0; i < n; i++)
+        x[i] = (float)(a + (b - a) * rng_unit());
 }
 /* uniform bit patterns with magnitudes between |a| and |b|; the sign is
  * negative if a and b are both negative, random if only a is, else positive */
@@ -242,13 +254,15 @@ static void g32_bits(float *x, int n, double a, double b)
 static void g32_near1(float *x, int n, double a, double b)
 {
     int i;
-    for (i = 0; i < n; i++) x[i] = (float)(1.0 + (a + (b - a) * rng_unit()));
+    for (i = 0; i < n; i++)
+        x[i] = (float)(1.0 + (a + (b - a) * rng_unit()));
 }
 
 static void g64_uniform(double *x, int n, double a, double b)
 {
     int i;
-    for (i = 0; i < n; i++) x[i] = a + (b - a) * rng_unit();
+    for (i = 0; i < n; i++)
+        x[i] = a + (b - a) * rng_unit();
 }
 static void g64_bits(double *x, int n, double a, double b)
 {
@@ -265,7 +279,8 @@ static void g64_bits(double *x, int n, double a, double b)
 static void g64_near1(double *x, int n, double a, double b)
 {
     int i;
-    for (i = 0; i < n; i++) x[i] = 1.0 + (a + (b - a) * rng_unit());
+    for (i = 0; i < n; i++)
+        x[i] = 1.0 + (a + (b - a) * rng_unit());
 }
 
 /* points within +-|a| ulps (a <= 2^20) of the centres set in g_centres */
@@ -300,7 +315,8 @@ static void g64_around(double *x, int n, double a, double b)
 
 static void add_centre(double c)
 {
-    if (g_ncentres < MAX_CENTRES) g_centres[g_ncentres++] = c;
+    if (g_ncentres < MAX_CENTRES)
+        g_centres[g_ncentres++] = c;
 }
 
 /* critical points: overflow / underflow limits, the points where n = round(x/ln2)
@@ -309,12 +325,13 @@ static void centres_exp(int f64)
 {
     int k, kmin = f64 ? -1076 : -151, kmax = f64 ? 1024 : 128;
     g_ncentres = 0;
-    for (k = kmin; k <= kmax; k++) add_centre((k + 0.5) * 0.69314718055994530942);
+    for (k = kmin; k <= kmax; k++)
+        add_centre((k + 0.5) * 0.69314718055994530942);
     add_centre(0.0);
-    add_centre(f64 ? 709.78271289338397 : 88.7228394);      /* overflow */
-    add_centre(f64 ? -708.39641853226408 : -87.3365448);    /* ln(min normal) */
-    add_centre(f64 ? -744.44007192138122 : -103.278931);    /* ln(min subnormal) */
-    add_centre(f64 ? -745.13321910194111 : -103.972076);    /* ln(min subnormal / 2) */
+    add_centre(f64 ? 709.78271289338397 : 88.7228394);   /* overflow */
+    add_centre(f64 ? -708.39641853226408 : -87.3365448); /* ln(min normal) */
+    add_centre(f64 ? -744.44007192138122 : -103.278931); /* ln(min subnormal) */
+    add_centre(f64 ? -745.13321910194111 : -103.972076); /* ln(min subnormal / 2) */
 }
 
 static void centres_log(int f64)
@@ -323,7 +340,8 @@ static void centres_log(int f64)
     g_ncentres = 0;
     for (k = kmin; k <= kmax; k++) {
         add_centre(ldexp(1.0, k));
-        if (k < kmax) add_centre(ldexp(1.4142135623730951, k));
+        if (k < kmax)
+            add_centre(ldexp(1.4142135623730951, k));
     }
 }
 
@@ -333,10 +351,13 @@ static void centres_log1p(int f64)
     g_ncentres = 0;
     for (k = 0; k <= kmax; k++) {
         add_centre(ldexp(1.0, k) - 1.0);
-        if (k < kmax) add_centre(ldexp(1.4142135623730951, k) - 1.0);
+        if (k < kmax)
+            add_centre(ldexp(1.4142135623730951, k) - 1.0);
     }
-    for (k = 1; k <= (f64 ? 53 : 24); k++) add_centre(-1.0 + ldexp(1.0, -k));
-    for (k = -1074; k < 0; k++) add_centre(ldexp(1.0, k));
+    for (k = 1; k <= (f64 ? 53 : 24); k++)
+        add_centre(-1.0 + ldexp(1.0, -k));
+    for (k = -1074; k < 0; k++)
+        add_centre(ldexp(1.0, k));
 }
 
 static void sweep32(const struct fun32 *f, const char *label, gen32 gen, double a, double b)
@@ -352,8 +373,10 @@ static void sweep32(const struct fun32 *f, const char *label, gen32 gen, double 
         for (i = 0; i < n; i++) {
             double e = ulp_err_f32(gy32[i], f->ref((double)gx32[i]));
             float ys = (*f->scalar)(gx32[i]);
-            if (bits_of_f32(ys) != bits_of_f32(gy32[i]) && !(isnan(ys) && isnan(gy32[i]))) mism++;
-            if (e > 1.0) over1++;
+            if (bits_of_f32(ys) != bits_of_f32(gy32[i]) && !(isnan(ys) && isnan(gy32[i])))
+                mism++;
+            if (e > 1.0)
+                over1++;
             if (e > maxe) {
                 maxe = e;
                 worst_x = gx32[i];
@@ -361,8 +384,8 @@ static void sweep32(const struct fun32 *f, const char *label, gen32 gen, double 
         }
         done += n;
     }
-    printf("  %-10s %-34s max %.4f ulp at x=%.9g (%ld > 1 ulp)\n", f->name, label, maxe,
-           worst_x, over1);
+    printf("  %-10s %-34s max %.4f ulp at x=%.9g (%ld > 1 ulp)\n", f->name, label, maxe, worst_x,
+           over1);
     sprintf(buf, "%s %s: max ulp %.4f > %.1f", f->name, label, maxe, BOUND32);
     check(maxe <= BOUND32, buf);
     sprintf(buf, "%s %s: %ld array/scalar mismatches", f->name, label, mism);
@@ -382,8 +405,10 @@ static void sweep64(const struct fun64 *f, const char *label, gen64 gen, double 
         for (i = 0; i < n; i++) {
             double e = ulp_err_f64(gy64[i], f->ref((long double)gx64[i]));
             double ys = (*f->scalar)(gx64[i]);
-            if (bits_of_f64(ys) != bits_of_f64(gy64[i]) && !(isnan(ys) && isnan(gy64[i]))) mism++;
-            if (e > 1.0) over1++;
+            if (bits_of_f64(ys) != bits_of_f64(gy64[i]) && !(isnan(ys) && isnan(gy64[i])))
+                mism++;
+            if (e > 1.0)
+                over1++;
             if (e > maxe) {
                 maxe = e;
                 worst_x = gx64[i];
@@ -391,8 +416,8 @@ static void sweep64(const struct fun64 *f, const char *label, gen64 gen, double 
         }
         done += n;
     }
-    printf("  %-10s %-34s max %.4f ulp at x=%.17g (%ld > 1 ulp)\n", f->name, label, maxe,
-           worst_x, over1);
+    printf("  %-10s %-34s max %.4f ulp at x=%.17g (%ld > 1 ulp)\n", f->name, label, maxe, worst_x,
+           over1);
     sprintf(buf, "%s %s: max ulp %.4f > %.1f", f->name, label, maxe, BOUND64);
     check(maxe <= BOUND64, buf);
     sprintf(buf, "%s %s: %ld array/scalar mismatches", f->name, label, mism);
@@ -404,12 +429,14 @@ static void sweep64(const struct fun64 *f, const char *label, gen64 gen, double 
 /* expected: exact value (sign of zero included) or NaN */
 static int same32(float y, float want)
 {
-    if (isnan(want)) return isnan(y);
+    if (isnan(want))
+        return isnan(y);
     return y == want && signbit(y) == signbit(want);
 }
 static int same64(double y, double want)
 {
-    if (isnan(want)) return isnan(y);
+    if (isnan(want))
+        return isnan(y);
     return y == want && signbit(y) == signbit(want);
 }
 
@@ -461,9 +488,9 @@ static void special_values(void)
     spec32(&F_EXP32, -104.0f, 0.0f);
     spec32(&F_EXP32, -1000.0f, 0.0f);
     spec32(&F_EXP32, -FLT_MAX, 0.0f);
-    spec32(&F_EXP32, -103.9721f, 0.0f);             /* just below ln(2^-150) */
-    spec32(&F_EXP32, -103.9720f, f32_of_bits(1u));  /* just above: 2^-149 */
-    spec32(&F_EXP32, -87.3365479f, (float)exp(-87.3365479)); /* near ln(2^-126) */
+    spec32(&F_EXP32, -103.9721f, 0.0f);                             /* just below ln(2^-150) */
+    spec32(&F_EXP32, -103.9720f, f32_of_bits(1u));                  /* just above: 2^-149 */
+    spec32(&F_EXP32, -87.3365479f, (float)exp(-87.3365479));        /* near ln(2^-126) */
     spec32(&F_EXP32, 88.7228394f, (float)exp((double)88.7228394f)); /* last finite */
     /* exp, float64 */
     spec64(&F_EXP64, 0.0, 1.0);
@@ -482,8 +509,8 @@ static void special_values(void)
     spec64(&F_EXP64, -746.0, 0.0);
     spec64(&F_EXP64, -1e300, 0.0);
     spec64(&F_EXP64, -DBL_MAX, 0.0);
-    spec64(&F_EXP64, -745.14, 0.0);        /* below ln(2^-1075) */
-    spec64(&F_EXP64, -745.13, sub64);      /* 2^-1074 */
+    spec64(&F_EXP64, -745.14, 0.0);   /* below ln(2^-1075) */
+    spec64(&F_EXP64, -745.13, sub64); /* 2^-1074 */
     spec64(&F_EXP64, 709.782712893384, (double)expl((long double)709.782712893384));
     for (i = -20; i <= 20; i++) { /* exp of small integers, against libm's */
         char buf[64];

@@ -1,4 +1,5 @@
 """Library-wide settings: the default thread count, and build information."""
+
 import os
 import sys
 
@@ -64,8 +65,14 @@ def resolve_threads(n_threads):
 
 
 # Platform names accepted for FUSEDLOSS_SIMD besides the target names.
-_SIMD_ALIASES = {"sse2": "baseline", "neon": "baseline", "asimd": "baseline", "generic": "baseline",
-                 "avx512f": "avx512", "avx512_skx": "avx512"}
+_SIMD_ALIASES = {
+    "sse2": "baseline",
+    "neon": "baseline",
+    "asimd": "baseline",
+    "generic": "baseline",
+    "avx512f": "avx512",
+    "avx512_skx": "avx512",
+}
 
 
 def _apply_simd_env():
@@ -107,8 +114,11 @@ def show_config(file=None):
         f"  SIMD compiled: {compiled}",
         f"  SIMD usable:   {supported}",
         f"  SIMD selected: {selected}"
-        + (f" (FUSEDLOSS_SIMD={os.environ['FUSEDLOSS_SIMD']})"
-           if os.environ.get("FUSEDLOSS_SIMD") else ""),
+        + (
+            f" (FUSEDLOSS_SIMD={os.environ['FUSEDLOSS_SIMD']})"
+            if os.environ.get("FUSEDLOSS_SIMD")
+            else ""
+        ),
         f"  threads:       {get_num_threads()} (default; usable cores {_usable_cores()})",
     ]
     print("\n".join(lines), file=file or sys.stdout)

@@ -14,6 +14,7 @@ family's .inc file (e.g. csrc/regression.inc), one ``X(arg, name)`` line in
 csrc/losses.def, one :class:`LossSpec` below, its NumPy twin in
 :mod:`fusedloss.reference`.  See CONTRIBUTING.md.
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -50,8 +51,10 @@ class Param:
             return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
         if self.lo == -_INF:
             return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
-        return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
-                f"{')' if self.hi_open else ']'}")
+        return (
+            f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
+            f"{')' if self.hi_open else ']'}"
+        )
 
     def in_range(self, v):
         if self.lo_open and not v > self.lo or not self.lo_open and not v >= self.lo:
@@ -103,13 +106,20 @@ class LossSpec:
         return tuple(p for p in self.params if p.kind == "weight")
 
 
-_WEIGHT = Param("weight", None, "weight",
-                doc="a per-element factor on the loss and gradient, broadcast to the input's "
-                    "shape (``\"mean\"`` still divides by the number of elements)")
+_WEIGHT = Param(
+    "weight",
+    None,
+    "weight",
+    doc="a per-element factor on the loss and gradient, broadcast to the input's "
+    'shape (``"mean"`` still divides by the number of elements)',
+)
 
-_POS_WEIGHT = Param("pos_weight", None, "weight",
-                    doc="a factor on the positive term, broadcast to the logits' shape "
-                        "(typically shape ``(C,)``)")
+_POS_WEIGHT = Param(
+    "pos_weight",
+    None,
+    "weight",
+    doc="a factor on the positive term, broadcast to the logits' shape (typically shape ``(C,)``)",
+)
 
 LOSSES = {}
 
@@ -119,69 +129,150 @@ def _register(spec):
     return spec
 
 
-_register(LossSpec(
-    name="softmax_cross_entropy", kernel="ce_index", extra_kernels=("ce_prob",),
-    kind="class_axis", inputs=("logits", "target"),
-    params=(
-        Param("weight", None, "weight",
-              doc="class weights, shape ``(C,)``; the mean divides by the summed weights of "
-                  "the rows that count"),
-        Param("ignore_index", -100, "int",
-              doc="rows whose class index equals it add nothing (index targets only)"),
-        Param("label_smoothing", 0.0, lo=0.0, hi=1.0,
-              doc="mixes the target with the uniform distribution: "
-                  "``(1 - eps) y + eps / C``"),
-    ),
-    target_domain="index", torch="torch.nn.functional.cross_entropy",
-    summary="Softmax cross-entropy over the last axis.",
-    formula="loss = -sum_c w_c y_c log softmax(z)_c",
-    grad="grad = (sum_c w_c y_c) softmax(z) - w * y",
-))
+_register(
+    LossSpec(
+        name="softmax_cross_entropy",
+        kernel="ce_index",
+        extra_kernels=("ce_prob",),
+        kind="class_axis",
+        inputs=("logits", "target"),
+        params=(
+            Param(
+                "weight",
+                None,
+                "weight",
+                doc="class weights, shape ``(C,)``; the mean divides by the summed weights of "
+                "the rows that count",
+            ),
+            Param(
+                "ignore_index",
+                -100,
+                "int",
+                doc="rows whose class index equals it add nothing (index targets only)",
+            ),
+            Param(
+                "label_smoothing",
+                0.0,
+                lo=0.0,
+                hi=1.0,
+                doc="mixes the target with the uniform distribution: ``(1 - eps) y + eps / C``",
+            ),
+        ),
+        target_domain="index",
+        torch="torch.nn.functional.cross_entropy",
+        summary="Softmax cross-entropy over the last axis.",
+        formula="loss = -sum_c w_c y_c log softmax(z)_c",
+        grad="grad = (sum_c w_c y_c) softmax(z) - w * y",
+    )
+)
+
 
 def _on_logits(name, kernel, params, torch, summary, formula, grad):
     """An element-wise loss on logits with targets in [0, 1]."""
-    _register(LossSpec(name=name, kernel=kernel, kind="elementwise", inputs=("logits", "target"),
-                       params=params, target_domain="unit", torch=torch, summary=summary,
-                       formula=formula, grad=grad))
+    _register(
+        LossSpec(
+            name=name,
+            kernel=kernel,
+            kind="elementwise",
+            inputs=("logits", "target"),
+            params=params,
+            target_domain="unit",
+            torch=torch,
+            summary=summary,
+            formula=formula,
+            grad=grad,
+        )
+    )
 
 
-_on_logits("binary_cross_entropy_with_logits", "bce", (_WEIGHT, _POS_WEIGHT),
-           "torch.nn.functional.binary_cross_entropy_with_logits",
-           "Binary cross-entropy on logits, stable for logits of any magnitude.",
-           "loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
-           "grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))")
-_on_logits("sigmoid_focal_loss", "focal",
-           (Param("alpha", 0.25, doc="weight of the positive class; ``alpha < 0`` disables "
-                                     "the alpha weighting"),
-            Param("gamma", 2.0, lo=0.0, doc="focusing exponent"), _WEIGHT),
-           "torchvision.ops.sigmoid_focal_loss",
-           "Sigmoid focal loss (torchvision's, but ``reduction=\"mean\"`` by default).",
-           "loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
-           "the closed form, with its finite analytic limit where autograd gives NaN "
-           "(gamma < 1 at saturated, correct predictions)")
+_on_logits(
+    "binary_cross_entropy_with_logits",
+    "bce",
+    (_WEIGHT, _POS_WEIGHT),
+    "torch.nn.functional.binary_cross_entropy_with_logits",
+    "Binary cross-entropy on logits, stable for logits of any magnitude.",
+    "loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
+    "grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))",
+)
+_on_logits(
+    "sigmoid_focal_loss",
+    "focal",
+    (
+        Param(
+            "alpha",
+            0.25,
+            doc="weight of the positive class; ``alpha < 0`` disables the alpha weighting",
+        ),
+        Param("gamma", 2.0, lo=0.0, doc="focusing exponent"),
+        _WEIGHT,
+    ),
+    "torchvision.ops.sigmoid_focal_loss",
+    'Sigmoid focal loss (torchvision\'s, but ``reduction="mean"`` by default).',
+    "loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
+    "the closed form, with its finite analytic limit where autograd gives NaN "
+    "(gamma < 1 at saturated, correct predictions)",
+)
 
 
 def _regression(name, kernel, summary, formula, grad, params=()):
     """An element-wise loss on e = input - target, with weight= and a hessian."""
-    _register(LossSpec(name=name, kernel=kernel, kind="elementwise", inputs=("input", "target"),
-                       params=params + (_WEIGHT,), torch=f"torch.nn.functional.{name}",
-                       summary=summary, formula=formula + ", e = input - target", grad=grad,
-                       hess=True))
+    _register(
+        LossSpec(
+            name=name,
+            kernel=kernel,
+            kind="elementwise",
+            inputs=("input", "target"),
+            params=params + (_WEIGHT,),
+            torch=f"torch.nn.functional.{name}",
+            summary=summary,
+            formula=formula + ", e = input - target",
+            grad=grad,
+            hess=True,
+        )
+    )
 
 
-_regression("huber_loss", "huber", "Huber loss.",
-            "loss = 0.5 e^2 if |e| <= delta else delta (|e| - delta / 2)",
-            "grad = clamp(e, -delta, delta)",
-            (Param("delta", 1.0, lo=0.0, lo_open=True, scale_like=True,
-                   doc="where the loss turns from quadratic to linear"),))
-_regression("smooth_l1_loss", "smooth_l1", "Smooth-L1 loss (``beta == 0`` is the L1 loss).",
-            "loss = 0.5 e^2 / beta if |e| < beta else |e| - beta / 2",
-            "grad = e / beta inside, sign(e) outside (sign(0) == 0)",
-            (Param("beta", 1.0, lo=0.0, scale_like=True,
-                   doc="where the loss turns from quadratic to linear; 0 gives the L1 loss"),))
+_regression(
+    "huber_loss",
+    "huber",
+    "Huber loss.",
+    "loss = 0.5 e^2 if |e| <= delta else delta (|e| - delta / 2)",
+    "grad = clamp(e, -delta, delta)",
+    (
+        Param(
+            "delta",
+            1.0,
+            lo=0.0,
+            lo_open=True,
+            scale_like=True,
+            doc="where the loss turns from quadratic to linear",
+        ),
+    ),
+)
+_regression(
+    "smooth_l1_loss",
+    "smooth_l1",
+    "Smooth-L1 loss (``beta == 0`` is the L1 loss).",
+    "loss = 0.5 e^2 / beta if |e| < beta else |e| - beta / 2",
+    "grad = e / beta inside, sign(e) outside (sign(0) == 0)",
+    (
+        Param(
+            "beta",
+            1.0,
+            lo=0.0,
+            scale_like=True,
+            doc="where the loss turns from quadratic to linear; 0 gives the L1 loss",
+        ),
+    ),
+)
 _regression("mse_loss", "mse", "Mean squared error.", "loss = e^2", "grad = 2 e")
-_regression("l1_loss", "l1", "L1 loss (mean absolute error).", "loss = |e|",
-            "grad = sign(e) (0 at e == 0, NaN kept)")
+_regression(
+    "l1_loss",
+    "l1",
+    "L1 loss (mean absolute error).",
+    "loss = |e|",
+    "grad = sign(e) (0 at e == 0, NaN kept)",
+)
 
 
 def public_names():

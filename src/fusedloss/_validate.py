@@ -3,6 +3,7 @@
 All validation happens here, in the Python layer, before anything is
 written: the C kernels assume valid, C-contiguous arrays of the compute dtype.
 """
+
 import math
 import operator
 import sys
@@ -23,7 +24,8 @@ def reject_masked(x, name):
         raise TypeError(
             f"{name} is a numpy.ma.MaskedArray; its mask would be ignored. Pass the data "
             f"(np.ma.getdata) and express the mask through the loss: a weight of 0 for "
-            f"masked elements (weight=), or ignore_index for masked class indices")
+            f"masked elements (weight=), or ignore_index for masked class indices"
+        )
 
 
 def to_array(x, name):
@@ -37,14 +39,16 @@ def to_array(x, name):
         raise TypeError(
             f"{name} is a torch.Tensor that requires grad; NumPy cannot read it without "
             f"detaching it from the autograd graph. Pass {name}.detach() (the gradient "
-            f"comes back from return_grad=True), or use fusedloss.torch for autograd")
+            f"comes back from return_grad=True), or use fusedloss.torch for autograd"
+        )
     try:
         return np.asarray(x)
     except (TypeError, ValueError):
         raise
     except Exception as e:  # e.g. RuntimeError from a foreign __array__
-        raise TypeError(f"{name} cannot be converted to a NumPy array: "
-                        f"{type(e).__name__}: {e}") from None
+        raise TypeError(
+            f"{name} cannot be converted to a NumPy array: {type(e).__name__}: {e}"
+        ) from None
 
 
 def as_numeric(x, name):
@@ -53,8 +57,7 @@ def as_numeric(x, name):
     kind = a.dtype.kind
     if kind not in "biuf":
         raise TypeError(
-            f"{name} must be a real numeric array (bool, integer or floating), "
-            f"got dtype {a.dtype}"
+            f"{name} must be a real numeric array (bool, integer or floating), got dtype {a.dtype}"
         )
     return a
 
@@ -93,8 +96,10 @@ def elementwise_target(target, names, x, dtype):
     have exactly the input's shape."""
     t = as_numeric(target, names[1])
     if t.shape != x.shape:
-        raise ValueError(f"{names[1]} has shape {t.shape} but {names[0]} has shape {x.shape}; "
-                         f"element-wise losses need exactly the same shape (no broadcasting)")
+        raise ValueError(
+            f"{names[1]} has shape {t.shape} but {names[0]} has shape {x.shape}; "
+            f"element-wise losses need exactly the same shape (no broadcasting)"
+        )
     return t, contiguous(t, dtype)
 
 
@@ -106,18 +111,19 @@ def class_targets(target, x, dtype):
     t = to_array(target, "target")
     kind = t.dtype.kind
     if kind == "b":
-        raise TypeError("target must be integer class indices or floating probabilities, "
-                        "not bool")
+        raise TypeError("target must be integer class indices or floating probabilities, not bool")
     if kind in "iu":
         if t.shape != batch_shape:
             raise ValueError(
                 f"class-index target has shape {t.shape}, expected logits.shape[:-1] = "
-                f"{batch_shape} (logits have {n_classes} classes on the last axis)")
+                f"{batch_shape} (logits have {n_classes} classes on the last axis)"
+            )
         if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
             # uint64 values above the int64 range cannot be valid class indices.
             big = np.flatnonzero(t.reshape(-1) > _INT64_MAX)
             if big.size:
                 from ._kernels import index_message
+
                 pos = int(big[0])
                 raise IndexError(index_message(t, pos, int(t.reshape(-1)[pos]), n_classes))
         return False, t, contiguous(t, _I64)
@@ -127,20 +133,22 @@ def class_targets(target, x, dtype):
                 raise ValueError(
                     f"target of shape {t.shape} has the shape of class indices, but class "
                     f"indices must be integers (got dtype {t.dtype}); probability targets "
-                    f"need the logits' shape {x.shape}")
-            raise ValueError(f"probability target has shape {t.shape}, expected the logits' "
-                             f"shape {x.shape}")
+                    f"need the logits' shape {x.shape}"
+                )
+            raise ValueError(
+                f"probability target has shape {t.shape}, expected the logits' shape {x.shape}"
+            )
         return True, t, contiguous(t, dtype)
-    raise TypeError(f"target must be integer class indices or floating probabilities, "
-                    f"got dtype {t.dtype}")
+    raise TypeError(
+        f"target must be integer class indices or floating probabilities, got dtype {t.dtype}"
+    )
 
 
 def class_weight(weight, n_classes, dtype):
     """(the user's class weights, converted): one per class."""
     w = as_numeric(weight, "weight")
     if w.shape != (n_classes,):
-        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got "
-                         f"{w.shape}")
+        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got {w.shape}")
     return w, contiguous(w, dtype)
 
 
@@ -186,8 +194,9 @@ def finite_param(value, name):
     try:
         v = float(value)
     except OverflowError:
-        raise ValueError(f"{name} must be finite, got a value too large "
-                         f"for a float ({type(value).__name__})") from None
+        raise ValueError(
+            f"{name} must be finite, got a value too large for a float ({type(value).__name__})"
+        ) from None
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
     if not math.isfinite(v):
@@ -211,12 +220,14 @@ def param_in_dtype(value, dtype, name, scale_like=False):
                 raise ValueError(
                     f"{name} = {value!r} is too large for float32, the compute dtype of "
                     f"these inputs (largest {float(f32.max):.8g}); pass float64 arrays "
-                    f"to use it")
+                    f"to use it"
+                )
         if scale_like and value != 0 and abs(value) < float(f32.tiny):
             raise ValueError(
                 f"{name} = {value!r} is below float32's normal range (smallest "
                 f"{float(f32.tiny):.8g}), the compute dtype of these inputs, and would "
-                f"lose its value there; pass float64 arrays to use it")
+                f"lose its value there; pass float64 arrays to use it"
+            )
     return value
 
 
@@ -271,22 +282,27 @@ def check_buffer(buf, name, shape, dtype, inputs, allowed=None):
         raise ValueError(f"{name} must be aligned to its dtype (got a misaligned view)")
     if buf.size == 0:
         return buf
-    if allowed is not None and (buf is allowed or (
-            np.may_share_memory(buf, allowed) and _data_ptr(buf) == _data_ptr(allowed))):
+    if allowed is not None and (
+        buf is allowed
+        or (np.may_share_memory(buf, allowed) and _data_ptr(buf) == _data_ptr(allowed))
+    ):
         # Exactly the allowed array (same start, shape, dtype and contiguity).
         if _overlaps(buf, inputs):
             raise ValueError(f"{name} overlaps another input array")
         return buf
     if allowed is not None and np.may_share_memory(buf, allowed):
-        raise ValueError(f"{name} partially overlaps the logits; pass the logits array itself "
-                         "to compute the gradient in place")
+        raise ValueError(
+            f"{name} partially overlaps the logits; pass the logits array itself "
+            "to compute the gradient in place"
+        )
     if _overlaps(buf, inputs):
         raise ValueError(f"{name} overlaps an input array")
     return buf
 
 
-def check_outputs(reduction, return_grad, out, grad_out, loss_shape, grad_shape, dtype,
-                  inputs, logits_arrays):
+def check_outputs(
+    reduction, return_grad, out, grad_out, loss_shape, grad_shape, dtype, inputs, logits_arrays
+):
     """Validates out / grad_out; returns plain-ndarray views of them (None when not
     given), which the kernels write through.
 
@@ -304,12 +320,13 @@ def check_outputs(reduction, return_grad, out, grad_out, loss_shape, grad_shape,
     if grad_out is not None:
         if not return_grad:
             raise ValueError("grad_out was given but return_grad is False")
-        grad_out = check_buffer(grad_out, "grad_out", grad_shape, dtype, inputs,
-                                allowed=logits_c)
+        grad_out = check_buffer(grad_out, "grad_out", grad_shape, dtype, inputs, allowed=logits_c)
         if user_logits is not logits_c and np.may_share_memory(grad_out, user_logits):
-            raise ValueError("grad_out overlaps the logits but the logits are not a "
-                             "C-contiguous array of the compute dtype, so they cannot be "
-                             "overwritten in place")
+            raise ValueError(
+                "grad_out overlaps the logits but the logits are not a "
+                "C-contiguous array of the compute dtype, so they cannot be "
+                "overwritten in place"
+            )
         if out is not None and np.may_share_memory(out, grad_out):
             raise ValueError("out and grad_out overlap")
     return out, grad_out
@@ -375,7 +392,8 @@ def broadcast_weight(w, shape, dtype, name):
     """Checks that weight-like `w` broadcasts to `shape`; returns (converted, descriptor)."""
     a = as_numeric(w, name)
     if not broadcast_to_shape(a.shape, tuple(shape)):
-        raise ValueError(f"{name} of shape {a.shape} cannot be broadcast to the input "
-                         f"shape {tuple(shape)}")
+        raise ValueError(
+            f"{name} of shape {a.shape} cannot be broadcast to the input shape {tuple(shape)}"
+        )
     c = contiguous(a, dtype)
     return a, c, bcast_descriptor(c, tuple(shape), name)

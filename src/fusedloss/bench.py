@@ -14,6 +14,7 @@ reports, all measured in the same run:
     HalfBinomialLoss for BCE, HuberLoss for Huber; loss_gradient with
     preallocated outputs, one thread).
 """
+
 import argparse
 import json
 import statistics
@@ -39,8 +40,9 @@ def _time(fn, min_time=0.2, max_repeat=200, min_repeat=5):
     inner = max(1, int(1e-3 / once))
     samples = []
     deadline = time.perf_counter() + min_time
-    while len(samples) < min_repeat or (time.perf_counter() < deadline
-                                        and len(samples) < max_repeat):
+    while len(samples) < min_repeat or (
+        time.perf_counter() < deadline and len(samples) < max_repeat
+    ):
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
@@ -65,38 +67,61 @@ def _cases(dtype, ce_sizes, ew_sizes, rng):
         x = rng.normal(size=(n, c)).astype(dtype) * 3
         t = rng.integers(0, c, n)
         g = np.empty_like(x)
-        out.append(dict(
-            loss="softmax_cross_entropy", shape=(n, c), x=x,
-            fast=lambda x=x, t=t, g=g: losses.softmax_cross_entropy(
-                x, t, return_grad=True, grad_out=g),
-            ref=lambda x=x, t=t: reference.softmax_cross_entropy(x, t, return_grad=True),
-            torch=lambda torch, x=x, t=t: (torch.from_numpy(x), torch.from_numpy(t),
-                                           torch.nn.functional.cross_entropy),
-            sklearn=lambda L, x=x, t=t: _sk_call(L.HalfMultinomialLoss(n_classes=x.shape[1]),
-                                                 t.astype(x.dtype), x),
-            nbytes=2 * x.size * isz + t.size * 8))
+        out.append(
+            dict(
+                loss="softmax_cross_entropy",
+                shape=(n, c),
+                x=x,
+                fast=lambda x=x, t=t, g=g: losses.softmax_cross_entropy(
+                    x, t, return_grad=True, grad_out=g
+                ),
+                ref=lambda x=x, t=t: reference.softmax_cross_entropy(x, t, return_grad=True),
+                torch=lambda torch, x=x, t=t: (
+                    torch.from_numpy(x),
+                    torch.from_numpy(t),
+                    torch.nn.functional.cross_entropy,
+                ),
+                sklearn=lambda L, x=x, t=t: _sk_call(
+                    L.HalfMultinomialLoss(n_classes=x.shape[1]), t.astype(x.dtype), x
+                ),
+                nbytes=2 * x.size * isz + t.size * 8,
+            )
+        )
     for n, c in ew_sizes:
         x = rng.normal(size=(n, c)).astype(dtype) * 3
         tb = (rng.uniform(size=(n, c)) > 0.7).astype(dtype)
         tr = (x + rng.normal(size=(n, c))).astype(dtype)
         g = np.empty_like(x)
-        sk = {"binary_cross_entropy_with_logits": lambda L: L.HalfBinomialLoss(),
-              "huber_loss": lambda L: L.HuberLoss(delta=1.0)}
-        for name, t, kw in [("binary_cross_entropy_with_logits", tb, {}),
-                            ("sigmoid_focal_loss", tb, {}),
-                            ("huber_loss", tr, {}), ("smooth_l1_loss", tr, {})]:
+        sk = {
+            "binary_cross_entropy_with_logits": lambda L: L.HalfBinomialLoss(),
+            "huber_loss": lambda L: L.HuberLoss(delta=1.0),
+        }
+        for name, t, kw in [
+            ("binary_cross_entropy_with_logits", tb, {}),
+            ("sigmoid_focal_loss", tb, {}),
+            ("huber_loss", tr, {}),
+            ("smooth_l1_loss", tr, {}),
+        ]:
             fast_fn = getattr(losses, name)
             ref_fn = getattr(reference, name)
-            out.append(dict(
-                sklearn=(lambda L, mk=sk[name], x=x, t=t: _sk_call(mk(L), t.ravel(), x.ravel()))
-                if name in sk else None,
-                loss=name, shape=(n, c), x=x,
-                fast=lambda f=fast_fn, x=x, t=t, g=g: f(x, t, return_grad=True, grad_out=g),
-                ref=lambda f=ref_fn, x=x, t=t: f(x, t, return_grad=True),
-                torch=lambda torch, name=name, x=x, t=t: (torch.from_numpy(x),
-                                                          torch.from_numpy(t),
-                                                          _torch_fn(torch, name)),
-                nbytes=3 * x.size * isz))
+            out.append(
+                dict(
+                    sklearn=(lambda L, mk=sk[name], x=x, t=t: _sk_call(mk(L), t.ravel(), x.ravel()))
+                    if name in sk
+                    else None,
+                    loss=name,
+                    shape=(n, c),
+                    x=x,
+                    fast=lambda f=fast_fn, x=x, t=t, g=g: f(x, t, return_grad=True, grad_out=g),
+                    ref=lambda f=ref_fn, x=x, t=t: f(x, t, return_grad=True),
+                    torch=lambda torch, name=name, x=x, t=t: (
+                        torch.from_numpy(x),
+                        torch.from_numpy(t),
+                        _torch_fn(torch, name),
+                    ),
+                    nbytes=3 * x.size * isz,
+                )
+            )
     return out
 
 
@@ -118,6 +143,7 @@ def _sk_call(loss, y, raw):
 def _torch_fn(torch, name):
     F = torch.nn.functional
     if name == "sigmoid_focal_loss":
+
         def focal(x, t, alpha=0.25, gamma=2.0):
             p = torch.sigmoid(x)
             ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
@@ -125,6 +151,7 @@ def _torch_fn(torch, name):
             loss = ce * ((1 - p_t) ** gamma)
             loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
             return loss.mean()
+
         return focal
     return getattr(F, name)
 
@@ -135,6 +162,7 @@ def _torch_time(torch, case):
     def run():
         xr = x.detach().requires_grad_(True)
         f(xr, t).backward()
+
     return _time(run)
 
 
@@ -149,8 +177,9 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
     rng = np.random.default_rng(0)
     results = []
     for dtype in dtypes:
-        cases = _cases(np.dtype(dtype), QUICK_CE if quick else CE_SIZES,
-                       QUICK_EW if quick else EW_SIZES, rng)
+        cases = _cases(
+            np.dtype(dtype), QUICK_CE if quick else CE_SIZES, QUICK_EW if quick else EW_SIZES, rng
+        )
         copies = {}
         for case in cases:
             key = case["x"].shape
@@ -160,10 +189,16 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
                 copies[key] = _time(lambda: np.copyto(dst, src))
             t_fast = _time(case["fast"])
             t_ref = _time(case["ref"], min_time=0.1, max_repeat=20, min_repeat=3)
-            row = dict(loss=case["loss"], dtype=dtype, shape=list(case["shape"]),
-                       time_s=t_fast, gb_per_s=case["nbytes"] / t_fast / 1e9,
-                       x_copy=t_fast / copies[key], speedup_numpy=t_ref / t_fast,
-                       threads=_config.get_num_threads())
+            row = dict(
+                loss=case["loss"],
+                dtype=dtype,
+                shape=list(case["shape"]),
+                time_s=t_fast,
+                gb_per_s=case["nbytes"] / t_fast / 1e9,
+                x_copy=t_fast / copies[key],
+                speedup_numpy=t_ref / t_fast,
+                threads=_config.get_num_threads(),
+            )
             if tmod is not None:
                 row["speedup_torch"] = _torch_time(tmod, case) / t_fast
             if skl is not None and case.get("sklearn") is not None:
@@ -174,8 +209,10 @@ def run(dtypes=("float32", "float64"), quick=False, threads=None, torch=True, ve
     return results
 
 
-HEADER = (f"{'loss':<34} {'dtype':<8} {'shape':>12} {'time':>10} {'GB/s':>7} "
-          f"{'x copy':>7} {'vs numpy':>9} {'vs torch':>9} {'vs sklearn':>10}")
+HEADER = (
+    f"{'loss':<34} {'dtype':<8} {'shape':>12} {'time':>10} {'GB/s':>7} "
+    f"{'x copy':>7} {'vs numpy':>9} {'vs torch':>9} {'vs sklearn':>10}"
+)
 
 
 def _fmt_time(s):
@@ -186,18 +223,24 @@ def _format_row(r):
     shape = "x".join(str(v) for v in r["shape"])
     torch_col = f"{r['speedup_torch']:8.1f}x" if "speedup_torch" in r else f"{'-':>9}"
     sk_col = f"{r['speedup_sklearn']:9.1f}x" if "speedup_sklearn" in r else f"{'-':>10}"
-    return (f"{r['loss']:<34} {r['dtype']:<8} {shape:>12} {_fmt_time(r['time_s']):>10} "
-            f"{r['gb_per_s']:7.2f} {r['x_copy']:7.2f} {r['speedup_numpy']:8.1f}x {torch_col} "
-            f"{sk_col}")
+    return (
+        f"{r['loss']:<34} {r['dtype']:<8} {shape:>12} {_fmt_time(r['time_s']):>10} "
+        f"{r['gb_per_s']:7.2f} {r['x_copy']:7.2f} {r['speedup_numpy']:8.1f}x {torch_col} "
+        f"{sk_col}"
+    )
 
 
 def _plot(results, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['loss'].replace('_loss', '').replace('binary_cross_entropy_with_logits', 'bce')}"
-              f"\n{r['dtype']} {'x'.join(map(str, r['shape']))}" for r in results]
+    labels = [
+        f"{r['loss'].replace('_loss', '').replace('binary_cross_entropy_with_logits', 'bce')}"
+        f"\n{r['dtype']} {'x'.join(map(str, r['shape']))}"
+        for r in results
+    ]
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(results)), 5))
     ax.bar(range(len(results)), [r["x_copy"] for r in results])
     ax.axhline(1.0, color="k", lw=0.8)
@@ -209,29 +252,52 @@ def _plot(results, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fusedloss.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m fusedloss.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds)")
-    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
-                   help="write results as JSON to FILE (or stdout)")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        nargs="?",
+        const="-",
+        help="write results as JSON to FILE (or stdout)",
+    )
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels")
-    p.add_argument("--dtype", choices=["float32", "float64"], action="append",
-                   help="only this dtype (repeatable)")
-    p.add_argument("--no-torch", action="store_true",
-                   help="skip PyTorch and scikit-learn even if installed")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        action="append",
+        help="only this dtype (repeatable)",
+    )
+    p.add_argument(
+        "--no-torch", action="store_true", help="skip PyTorch and scikit-learn even if installed"
+    )
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of the copy ratios")
     a = p.parse_args(argv)
     quiet_json = a.json == "-"
     if not quiet_json:
         from ._kernels import build_info
+
         compiler, _, selected = build_info()
-        print(f"fusedloss {_config.__version__}  numpy {np.__version__}  {compiler}  "
-              f"SIMD {selected}  threads {a.threads or _config.get_num_threads()}")
-        print("medians; 'x copy' = time / np.copyto of the logits (roofline); "
-              "'vs' = speed-up of fused loss+grad")
+        print(
+            f"fusedloss {_config.__version__}  numpy {np.__version__}  {compiler}  "
+            f"SIMD {selected}  threads {a.threads or _config.get_num_threads()}"
+        )
+        print(
+            "medians; 'x copy' = time / np.copyto of the logits (roofline); "
+            "'vs' = speed-up of fused loss+grad"
+        )
         print(HEADER)
-    res = run(tuple(a.dtype or ("float32", "float64")), quick=a.quick, threads=a.threads,
-              torch=not a.no_torch, verbose=not quiet_json)
+    res = run(
+        tuple(a.dtype or ("float32", "float64")),
+        quick=a.quick,
+        threads=a.threads,
+        torch=not a.no_torch,
+        verbose=not quiet_json,
+    )
     if a.json:
         text = json.dumps(res, indent=1)
         if quiet_json:

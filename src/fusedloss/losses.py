@@ -7,26 +7,47 @@ every argument once, before anything is written, and runs one fused C kernel.
 Semantics follow PyTorch's functions of the same names with the class axis last
 (see the API contract).
 """
+
 from . import _kernels
 from ._registry import LOSSES
 
 __all__ = list(LOSSES)
 
 _COMMON = (
-    ("reduction", '"mean"', "{'mean', 'sum', 'none'}, default 'mean'",
-     "``\"none\"``: the per-element (per-row) losses; ``\"sum\"``: their sum; "
-     "``\"mean\"``: the sum over the mean's denominator (NaN over nothing, with a zero "
-     "gradient), as a NumPy scalar of the compute dtype."),
-    ("return_grad", "False", "bool, default False",
-     "also return the gradient with respect to the first input, from the same pass."),
-    ("out", "None", "ndarray, optional",
-     "receives the ``\"none\"`` losses (C-contiguous, the compute dtype)."),
-    ("grad_out", "None", "ndarray, optional",
-     "receives the gradient; may be the first input itself (in place) when that is a "
-     "C-contiguous array of the compute dtype."),
-    ("n_threads", "None", "int, optional",
-     "threads to use (default: ``fusedloss.get_num_threads()``); the results are the "
-     "same, bit for bit, for every count."),
+    (
+        "reduction",
+        '"mean"',
+        "{'mean', 'sum', 'none'}, default 'mean'",
+        '``"none"``: the per-element (per-row) losses; ``"sum"``: their sum; '
+        '``"mean"``: the sum over the mean\'s denominator (NaN over nothing, with a zero '
+        "gradient), as a NumPy scalar of the compute dtype.",
+    ),
+    (
+        "return_grad",
+        "False",
+        "bool, default False",
+        "also return the gradient with respect to the first input, from the same pass.",
+    ),
+    (
+        "out",
+        "None",
+        "ndarray, optional",
+        'receives the ``"none"`` losses (C-contiguous, the compute dtype).',
+    ),
+    (
+        "grad_out",
+        "None",
+        "ndarray, optional",
+        "receives the gradient; may be the first input itself (in place) when that is a "
+        "C-contiguous array of the compute dtype.",
+    ),
+    (
+        "n_threads",
+        "None",
+        "int, optional",
+        "threads to use (default: ``fusedloss.get_num_threads()``); the results are the "
+        "same, bit for bit, for every count.",
+    ),
 )
 
 
@@ -42,26 +63,41 @@ def _param_doc(p):
 def _docstring(spec):
     lines = [spec.summary, ""]
     if spec.torch:
-        lines += [f"As ``{spec.torch}``" + (" with the class axis last." if
-                                           spec.kind == "class_axis" else "."), ""]
-    lines += ["Per element::" if spec.kind == "elementwise" else "Per row::", "",
-              f"    {spec.formula}", f"    {spec.grad}", ""]
+        lines += [
+            f"As ``{spec.torch}``"
+            + (" with the class axis last." if spec.kind == "class_axis" else "."),
+            "",
+        ]
+    lines += [
+        "Per element::" if spec.kind == "elementwise" else "Per row::",
+        "",
+        f"    {spec.formula}",
+        f"    {spec.grad}",
+        "",
+    ]
     if spec.notes:
         lines += [spec.notes, ""]
     lines += ["Parameters", "----------"]
     for name in spec.inputs:
-        lines += [f"{name} : array_like", "    float32 and float64 keep their dtype; float16 is "
-                  "computed as float32, integers and bool as float64."]
+        lines += [
+            f"{name} : array_like",
+            "    float32 and float64 keep their dtype; float16 is "
+            "computed as float32, integers and bool as float64.",
+        ]
     for p in spec.params:
         head, doc = _param_doc(p)
         lines += [head, f"    {doc}"]
     for name, _, typ, doc in _COMMON:
         lines += [f"{name} : {typ}", f"    {doc}"]
-    lines += ["", "Returns", "-------",
-              "loss : numpy scalar or ndarray",
-              "    the reduced loss, or the per-element (per-row) losses for ``\"none\"``.",
-              "grad : ndarray",
-              "    with ``return_grad=True`` (then ``(loss, grad)`` is returned)."]
+    lines += [
+        "",
+        "Returns",
+        "-------",
+        "loss : numpy scalar or ndarray",
+        '    the reduced loss, or the per-element (per-row) losses for ``"none"``.',
+        "grad : ndarray",
+        "    with ``return_grad=True`` (then ``(loss, grad)`` is returned).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -77,12 +113,14 @@ def _make(spec):
     if spec.kind == "elementwise":
         call = f"_elementwise(_K, {args}, ({floats}), {weights[0]}, {weights[1]}, {tail})"
     else:
-        ignore = "ignore_index" if any(p.name == "ignore_index" for p in spec.params) \
-            else "-100"
+        ignore = "ignore_index" if any(p.name == "ignore_index" for p in spec.params) else "-100"
         call = f"_class_axis(_K, {args}, {weights[0]}, {ignore}, ({floats}), {tail})"
     src = f"def {spec.name}({args}, *, {', '.join(keywords)}):\n    return {call}\n"
-    namespace = {"_K": kernel, "_elementwise": _kernels.elementwise,
-                 "_class_axis": _kernels.class_axis}
+    namespace = {
+        "_K": kernel,
+        "_elementwise": _kernels.elementwise,
+        "_class_axis": _kernels.class_axis,
+    }
     exec(compile(src, f"<fusedloss.{spec.name}>", "exec"), namespace)
     fn = namespace[spec.name]
     fn.__doc__ = _docstring(spec)

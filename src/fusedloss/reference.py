@@ -46,6 +46,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 # Small shared helpers
 # ----------------------------------------------------------------------------------------
 
+
 def _compute_dtype(arr, name):
     """The dtype a loss is computed in for an input array of ``arr``'s dtype:
     float16/float32 -> float32; float64, longdouble, integers and bool -> float64."""
@@ -152,9 +153,9 @@ def _sigmoid_pair(x):
     Computing ``sigmoid(-x)`` directly (instead of ``1 - sigmoid(x)``) keeps its tiny
     values when ``x`` is large and positive.
     """
-    e = np.exp(-np.abs(x))            # in (0, 1]; NaN stays NaN
-    s_abs = 1.0 / (1.0 + e)           # sigmoid(|x|)
-    s_neg_abs = e / (1.0 + e)         # sigmoid(-|x|)
+    e = np.exp(-np.abs(x))  # in (0, 1]; NaN stays NaN
+    s_abs = 1.0 / (1.0 + e)  # sigmoid(|x|)
+    s_neg_abs = e / (1.0 + e)  # sigmoid(-|x|)
     nonneg = x >= 0
     return np.where(nonneg, s_abs, s_neg_abs), np.where(nonneg, s_neg_abs, s_abs)
 
@@ -163,9 +164,20 @@ def _sigmoid_pair(x):
 # Cross-entropy over the last axis
 # ----------------------------------------------------------------------------------------
 
-def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
-                          reduction="mean", return_grad=False, out=None, grad_out=None,
-                          n_threads=None):
+
+def softmax_cross_entropy(
+    logits,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    label_smoothing=0.0,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Softmax cross-entropy (``torch.nn.functional.cross_entropy`` with the class axis last).
 
     With ``w`` the class weights (ones without ``weight``), ``eps = label_smoothing`` and
@@ -208,8 +220,9 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
 
     # Which kind of target: integer class indices, or floating class probabilities.
     if target.dtype == np.bool_:
-        raise TypeError("target must hold integer class indices or floating probabilities, "
-                        "got bool")
+        raise TypeError(
+            "target must hold integer class indices or floating probabilities, got bool"
+        )
     if target.dtype.kind in "iu":
         soft = False
         if target.shape != batch_shape:
@@ -219,8 +232,10 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
     elif target.dtype.kind == "f":
         soft = True
         if target.shape == batch_shape:
-            raise ValueError("target: class indices must be integers (got a floating array "
-                             f"of shape {target.shape})")
+            raise ValueError(
+                "target: class indices must be integers (got a floating array "
+                f"of shape {target.shape})"
+            )
         if target.shape != logits.shape:
             raise ValueError(
                 f"target of class probabilities must have shape {logits.shape}, got {target.shape}"
@@ -261,11 +276,11 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
         expd = np.exp(shifted)
         sumexp = expd.sum(axis=1, keepdims=True)
         neg_logp = np.log(sumexp) - shifted
-        smooth = eps / n_classes if n_classes else 0.0   # weight of the uniform part
+        smooth = eps / n_classes if n_classes else 0.0  # weight of the uniform part
 
         if soft:
             y = _widen(target, cdt).reshape(n_rows, n_classes)
-            wy = w * ((1.0 - eps) * y + smooth)               # w_c * y'_c
+            wy = w * ((1.0 - eps) * y + smooth)  # w_c * y'_c
             losses = (wy * neg_logp).sum(axis=1)
             denom = n_rows
             grad = None
@@ -303,6 +318,7 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
 # Element-wise losses
 # ----------------------------------------------------------------------------------------
 
+
 def _elementwise_inputs(x, target, x_name, reduction, return_grad, out, grad_out):
     """Shared checks of the element-wise losses; returns (x, target, compute dtype)."""
     _check_reduction(reduction)
@@ -337,9 +353,18 @@ def _weighted(losses, grad, weight, shape, cdt):
     return w * losses, (None if grad is None else w * grad)
 
 
-def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
-                                     reduction="mean", return_grad=False, out=None, grad_out=None,
-                                     n_threads=None):
+def binary_cross_entropy_with_logits(
+    logits,
+    target,
+    *,
+    weight=None,
+    pos_weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Binary cross-entropy on logits (``torch.nn.functional.binary_cross_entropy_with_logits``).
 
     Per element, with ``w = weight`` and ``pw = pos_weight`` (both default 1)::
@@ -349,15 +374,16 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
 
     ``"mean"`` is the mean over all elements (not divided by the summed weights).
     """
-    x, target, cdt = _elementwise_inputs(logits, target, "logits", reduction, return_grad,
-                                         out, grad_out)
+    x, target, cdt = _elementwise_inputs(
+        logits, target, "logits", reduction, return_grad, out, grad_out
+    )
     w = _broadcast_weight(weight, "weight", x.shape, cdt)
     pw = _broadcast_weight(pos_weight, "pos_weight", x.shape, cdt)
 
     with np.errstate(all="ignore"):
         z = _widen(x, cdt)
         t = _widen(target, cdt)
-        pos_t = t if pw is None else pw * t      # weight of the "positive" part
+        pos_t = t if pw is None else pw * t  # weight of the "positive" part
         losses = pos_t * _softplus(-z) + (1.0 - t) * _softplus(z)
         if w is not None:
             losses = w * losses
@@ -370,8 +396,19 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, weight=None,
-                       reduction="mean", return_grad=False, out=None, grad_out=None, n_threads=None):
+def sigmoid_focal_loss(
+    logits,
+    target,
+    *,
+    alpha=0.25,
+    gamma=2.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Sigmoid focal loss (``torchvision.ops.sigmoid_focal_loss``, default reduction ``"mean"``).
 
     Per element, with ``p = sigmoid(x)``::
@@ -389,15 +426,16 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, weight=None,
     """
     alpha = _finite_param("alpha", alpha)
     gamma = _at_least("gamma", gamma, 0.0)
-    x, target, cdt = _elementwise_inputs(logits, target, "logits", reduction, return_grad,
-                                         out, grad_out)
+    x, target, cdt = _elementwise_inputs(
+        logits, target, "logits", reduction, return_grad, out, grad_out
+    )
 
     with np.errstate(all="ignore"):
         z = _widen(x, cdt)
         t = _widen(target, cdt)
-        p, p_neg = _sigmoid_pair(z)                       # sigmoid(x), sigmoid(-x)
+        p, p_neg = _sigmoid_pair(z)  # sigmoid(x), sigmoid(-x)
         ce = t * _softplus(-z) + (1.0 - t) * _softplus(z)
-        q = p * (1.0 - t) + p_neg * t                     # 1 - p_t, without cancellation
+        q = p * (1.0 - t) + p_neg * t  # 1 - p_t, without cancellation
         # log q from the side that keeps its precision: near q = 1 it is log1p(-(1 - q)),
         # 1 - q = p t + sigmoid(-x) (1 - t) from the accurate sigmoids, which matters for a
         # huge gamma (q rounds to 1 but q**gamma does not)
@@ -423,13 +461,23 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, weight=None,
         return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def huber_loss(input, target, *, delta=1.0, weight=None, reduction="mean", return_grad=False,
-               out=None, grad_out=None, n_threads=None):
+def huber_loss(
+    input,
+    target,
+    *,
+    delta=1.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Huber loss (``torch.nn.functional.huber_loss``), ``e = input - target``::
 
-        loss = 0.5 * e**2                     if |e| <= delta
-               delta * (|e| - 0.5 * delta)    otherwise
-        grad = clamp(e, -delta, delta)        (NaN stays NaN)
+    loss = 0.5 * e**2                     if |e| <= delta
+           delta * (|e| - 0.5 * delta)    otherwise
+    grad = clamp(e, -delta, delta)        (NaN stays NaN)
     """
     delta = _at_least("delta", delta, 0.0, strict=True)
 
@@ -441,8 +489,18 @@ def huber_loss(input, target, *, delta=1.0, weight=None, reduction="mean", retur
     return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
 
 
-def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
-                   return_grad=False, out=None, grad_out=None, n_threads=None):
+def smooth_l1_loss(
+    input,
+    target,
+    *,
+    beta=1.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Smooth L1 loss (``torch.nn.functional.smooth_l1_loss``), ``e = input - target``::
 
         loss = 0.5 * e * (e / beta)     if |e| < beta
@@ -459,8 +517,10 @@ def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
         if beta == 0:
             return abs_e, np.sign(e)
         inside = abs_e < beta
-        return (np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta),
-                np.where(inside, e / beta, np.sign(e)))
+        return (
+            np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta),
+            np.where(inside, e / beta, np.sign(e)),
+        )
 
     return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
 
@@ -468,8 +528,9 @@ def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean",
 def _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form):
     """An element-wise loss of e = input - target: ``form(e)`` gives the float64
     losses and gradient (of their sum) before the weight."""
-    x, target, cdt = _elementwise_inputs(input, target, "input", reduction, return_grad,
-                                         out, grad_out)
+    x, target, cdt = _elementwise_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out
+    )
     with np.errstate(all="ignore"):
         e = _widen(x, cdt) - _widen(target, cdt)
         losses, grad = form(e)
@@ -477,8 +538,17 @@ def _error_loss(input, target, weight, reduction, return_grad, out, grad_out, fo
         return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
 
 
-def mse_loss(input, target, *, weight=None, reduction="mean", return_grad=False, out=None,
-             grad_out=None, n_threads=None):
+def mse_loss(
+    input,
+    target,
+    *,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """Mean squared error (``torch.nn.functional.mse_loss``), ``e = input - target``::
 
         loss = w * e**2
@@ -486,16 +556,34 @@ def mse_loss(input, target, *, weight=None, reduction="mean", return_grad=False,
 
     ``"mean"`` divides by the number of elements (not by the summed weights).
     """
-    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out,
-                       lambda e: (e * e, 2.0 * e))
+    return _error_loss(
+        input, target, weight, reduction, return_grad, out, grad_out, lambda e: (e * e, 2.0 * e)
+    )
 
 
-def l1_loss(input, target, *, weight=None, reduction="mean", return_grad=False, out=None,
-            grad_out=None, n_threads=None):
+def l1_loss(
+    input,
+    target,
+    *,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
     """L1 loss (``torch.nn.functional.l1_loss``), ``e = input - target``::
 
-        loss = w * |e|
-        grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
+    loss = w * |e|
+    grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
     """
-    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out,
-                       lambda e: (np.abs(e), np.sign(e)))
+    return _error_loss(
+        input,
+        target,
+        weight,
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        lambda e: (np.abs(e), np.sign(e)),
+    )
