@@ -6,7 +6,10 @@
  * first): NaN rows, bad_pos / bad_value, the other rows bitwise those of a run
  * with the bad rows ignored, and canaries around every output (few-class and
  * row paths, 1 and 4 threads).  The general fl_bcast form against a weight
- * array materialised by a naive loop.
+ * array materialised by a naive loop.  The calling convention itself through
+ * fl_run: kernel names and ids, hessians by central differences of the
+ * gradient (every way of asking), unsupported options refused before any
+ * write, denominators, the mean scale, a mean over nothing.
  * Build and run: csrc/tests/run.sh (or any C99 compiler: see that script).
  */
 #include "fusedloss.h"
@@ -789,6 +792,222 @@ static void test_ce_no_classes(void)
     check(s2 == 0 && bad == -1, "no classes, all ignored: 0, nothing bad", s2, 0);
 }
 
+/* ---- the calling convention itself (fl_args / fl_result, fl_run) -------- */
+
+static fl_args plain_args(const double *x, const double *t, fl_index n)
+{
+    fl_args a;
+    memset(&a, 0, sizeof a);
+    a.n = n;
+    a.input[0] = x;
+    a.target = t;
+    a.grad_scale = 1.0;
+    a.reduction = FL_REDUCE_SUM;
+    a.n_threads = 1;
+    return a;
+}
+
+/* Every id has a distinct name; out-of-range ids are refused. */
+static void test_contract_names(void)
+{
+    fl_result r;
+    fl_args a = plain_args(NULL, NULL, 0);
+    for (int i = 0; i < FL_N_LOSSES; ++i) {
+        check(fl_loss_name(i) != NULL, "fl_loss_name(id) exists", i, 0);
+        for (int j = 0; j < i; ++j)
+            check(strcmp(fl_loss_name(i), fl_loss_name(j)) != 0, "kernel names distinct", i, j);
+    }
+    check(fl_loss_name(-1) == NULL && fl_loss_name(FL_N_LOSSES) == NULL,
+          "fl_loss_name out of range is NULL", 0, 0);
+    check(fl_run(FL_N_LOSSES, 0, &a, &r) == FL_E_UNKNOWN, "fl_run unknown id", 0, 0);
+    check(fl_run(-1, 1, &a, &r) == FL_E_UNKNOWN, "fl_run negative id", 0, 0);
+    check(strcmp(fl_loss_name(FL_ID_mse), "mse") == 0, "FL_ID_mse names mse", 0, 0);
+}
+
+/* Hessians: central differences of the gradient, every way of asking (no
+ * gradient, a separate gradient, the gradient in place), with a weight and a
+ * grad_scale applied to both; loss and gradient unchanged by asking. */
+static void test_contract_hessians(void)
+{
+    enum { N = 64 };
+    static const int ids[] = { FL_ID_mse, FL_ID_l1, FL_ID_huber, FL_ID_smooth_l1, FL_ID_bce };
+    double x[N], t[N], w[N], h[N], g[N], g0[N], l0[N], l[N], xi[N], gp[N], gm[N], xs[N];
+    for (int i = 0; i < N; ++i) {
+        x[i] = urand(3.0);
+        t[i] = 0.5 + 0.5 * urand(1.0); /* in [0, 1]: valid for BCE too */
+        w[i] = 0.5 + 0.25 * urand(1.0);
+    }
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; ++k) {
+        const int id = ids[k];
+        char what[96];
+        fl_result r;
+        fl_args a = plain_args(x, t, N);
+        a.param[0] = id == FL_ID_huber ? 0.7 : id == FL_ID_smooth_l1 ? 0.6 : 0.0;
+        a.weight.ptr = w;
+        a.weight.cols = N;
+        a.weight.cs = 1;
+        a.grad_scale = 0.5;
+        a.loss_out = l0;
+        a.grad[0] = g0;
+        fl_run(id, 0, &a, &r);
+        const double s0 = r.acc[0];
+        /* hessian alone, then with the gradient, then in place */
+        a.grad[0] = NULL;
+        a.loss_out = l;
+        a.hess = h;
+        snprintf(what, sizeof what, "%s: hess without grad status", fl_loss_name(id));
+        check(fl_run(id, 0, &a, &r) == FL_OK, what, 0, 0);
+        snprintf(what, sizeof what, "%s: loss unchanged by hess", fl_loss_name(id));
+        check(r.acc[0] == s0 && memcmp(l, l0, sizeof l) == 0, what, r.acc[0], s0);
+        a.grad[0] = g;
+        fl_run(id, 0, &a, &r);
+        snprintf(what, sizeof what, "%s: grad unchanged by hess", fl_loss_name(id));
+        check(memcmp(g, g0, sizeof g) == 0, what, g[0], g0[0]);
+        memcpy(xi, x, sizeof x);
+        a.input[0] = xi;
+        a.grad[0] = xi;
+        double h2[N];
+        a.hess = h2;
+        fl_run(id, 0, &a, &r);
+        snprintf(what, sizeof what, "%s: in-place grad and hess", fl_loss_name(id));
+        check(memcmp(xi, g0, sizeof g) == 0 && memcmp(h2, h, sizeof h) == 0, what, xi[0], g0[0]);
+        /* finite differences of the gradient, away from the kinks */
+        const double eps = 1e-6;
+        for (int i = 0; i < N; ++i) {
+            xs[i] = x[i] + eps;
+        }
+        fl_args b = plain_args(xs, t, N);
+        b.param[0] = a.param[0];
+        b.weight = a.weight;
+        b.grad_scale = 0.5;
+        b.grad[0] = gp;
+        fl_run(id, 0, &b, &r);
+        for (int i = 0; i < N; ++i)
+            xs[i] = x[i] - eps;
+        b.grad[0] = gm;
+        fl_run(id, 0, &b, &r);
+        for (int i = 0; i < N; ++i) {
+            const double e = x[i] - t[i], ae = fabs(e);
+            const double kink = id == FL_ID_l1 ? 0 : a.param[0];
+            if (id != FL_ID_mse && id != FL_ID_bce && (fabs(ae - kink) < 1e-4 || ae < 1e-4))
+                continue;
+            const double fd = (gp[i] - gm[i]) / (2 * eps);
+            snprintf(what, sizeof what, "%s: hess = d grad / dx at %d", fl_loss_name(id), i);
+            close_to(what, h[i], fd, 1e-6);
+        }
+    }
+}
+
+/* Options a kernel does not implement are refused before anything is written. */
+static void test_contract_unsupported(void)
+{
+    enum { N = 8, C = 4 };
+    double x[N * C], t[N * C], h[N * C], g[N * C];
+    int64_t idx[N];
+    fl_result r;
+    for (int i = 0; i < N * C; ++i) {
+        x[i] = urand(2.0);
+        t[i] = 0.5;
+        h[i] = g[i] = 1234.0;
+    }
+    for (int i = 0; i < N; ++i)
+        idx[i] = i % C;
+    fl_args a = plain_args(x, t, N * C);
+    a.param[1] = 2.0;
+    a.hess = h;
+    a.grad[0] = g;
+    check(fl_run(FL_ID_focal, 0, &a, &r) == FL_E_UNSUPPORTED, "focal hess unsupported", 0, 0);
+    check(h[0] == 1234.0 && g[0] == 1234.0 && h[N * C - 1] == 1234.0, "focal: nothing written", 0,
+          0);
+    fl_args c = plain_args(x, NULL, N);
+    c.target = idx;
+    c.n_classes = C;
+    c.class_stride = 2;
+    c.grad[0] = g;
+    c.ignore_index = -100;
+    check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "ce class_stride 2", 0, 0);
+    c.class_stride = 1;
+    c.hess = h;
+    check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "ce hess unsupported", 0, 0);
+    check(g[0] == 1234.0 && h[0] == 1234.0, "ce: nothing written", 0, 0);
+    c.hess = NULL;
+    c.reduction = FL_REDUCE_MEAN;
+    c.flags = FL_NO_CHECK;
+    check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "mean without check pass", 0, 0);
+}
+
+/* The mean: denominators in acc[1], the scale applied once, a mean over
+ * nothing writes a zero gradient whatever the logits hold, the check pass
+ * stops before any write. */
+static void test_contract_mean(void)
+{
+    enum { N = 6, C = 3 };
+    double z[N * C], g[N * C], gs[N * C], loss[N], w[C] = { 0.5, 2.0, 1.5 };
+    int64_t t[N] = { 0, 2, -100, 1, 1, -100 };
+    fl_result r;
+    for (int i = 0; i < N * C; ++i)
+        z[i] = urand(2.0);
+    fl_args a = plain_args(z, NULL, N);
+    a.target = t;
+    a.n_classes = C;
+    a.ignore_index = -100;
+    a.weight.ptr = w;
+    a.grad[0] = gs;
+    check(fl_run(FL_ID_ce_index, 0, &a, &r) == FL_OK, "ce sum status", 0, 0);
+    const double sum = r.acc[0];
+    check(r.acc[1] == 0.5 + 1.5 + 2.0 + 2.0, "ce denominator = summed weights", r.acc[1], 6.0);
+    a.reduction = FL_REDUCE_MEAN;
+    a.grad[0] = g;
+    fl_run(FL_ID_ce_index, 0, &a, &r);
+    check(r.acc[0] == sum && r.acc[1] == 6.0, "ce mean: same sum and denominator", r.acc[0], sum);
+    for (int i = 0; i < N * C; ++i)
+        close_to("ce mean gradient = sum gradient / denominator", g[i], gs[i] / 6.0, 1e-15);
+    a.flags = FL_CHECK_ONLY;
+    a.grad[0] = NULL;
+    check(fl_run(FL_ID_ce_index, 0, &a, &r) == FL_OK && r.acc[1] == 6.0 && r.acc[0] == 0,
+          "FL_CHECK_ONLY: the denominator only", r.acc[1], 6.0);
+    a.flags = 0;
+    /* every row ignored: zero gradient even over NaN logits */
+    int64_t ign[N] = { -100, -100, -100, -100, -100, -100 };
+    for (int i = 0; i < N * C; ++i) {
+        z[i] = NAN;
+        g[i] = 99.0;
+    }
+    a.target = ign;
+    a.grad[0] = g;
+    check(fl_run(FL_ID_ce_index, 0, &a, &r) == FL_OK && r.acc[1] == 0, "mean over nothing", 0, 0);
+    int zero = 1;
+    for (int i = 0; i < N * C; ++i)
+        zero &= g[i] == 0.0;
+    check(zero, "mean over nothing: zero gradient", g[0], 0);
+    /* a bad index: FL_E_INDEX from the check pass, nothing written */
+    int64_t bad[N] = { 0, 1, 7, 1, 0, 2 };
+    for (int i = 0; i < N; ++i)
+        loss[i] = -5.0;
+    for (int i = 0; i < N * C; ++i)
+        g[i] = -5.0;
+    a.target = bad;
+    a.loss_out = loss;
+    a.reduction = FL_REDUCE_NONE;
+    check(fl_run(FL_ID_ce_index, 0, &a, &r) == FL_E_INDEX && r.bad_pos == 2 && r.bad_value == 7,
+          "check pass: first bad index", (double)r.bad_pos, 2);
+    check(loss[0] == -5.0 && loss[N - 1] == -5.0 && g[0] == -5.0 && g[N * C - 1] == -5.0,
+          "check pass: nothing written", loss[0], -5.0);
+    /* element-wise: grad_scale 0 gives zeros, the mean divides by n */
+    double x[5] = { 1, -2, 3, 0.5, 4 }, y[5] = { 0, 0, 1, 1, -1 }, ge[5], ge2[5];
+    fl_args e = plain_args(x, y, 5);
+    e.grad[0] = ge;
+    e.reduction = FL_REDUCE_MEAN;
+    fl_run(FL_ID_mse, 0, &e, &r);
+    check(r.acc[1] == 5.0, "mse denominator", r.acc[1], 5.0);
+    for (int i = 0; i < 5; ++i)
+        close_to("mse mean gradient 2e/n", ge[i], 2 * (x[i] - y[i]) / 5, 1e-15);
+    e.grad_scale = 0.0;
+    e.grad[0] = ge2;
+    fl_run(FL_ID_mse, 0, &e, &r);
+    check(ge2[0] == 0 && ge2[4] == 0, "grad_scale 0: zero gradient", ge2[0], 0);
+}
+
 int main(int argc, char **argv)
 {
     /* FL_FORCE_TARGET selects a SIMD target (set by run.sh, one run per target). */
@@ -817,6 +1036,10 @@ int main(int argc, char **argv)
     test_ce_bad_indices(quick);
     test_bcast_general(quick);
     test_ce_no_classes();
+    test_contract_names();
+    test_contract_hessians();
+    test_contract_unsupported();
+    test_contract_mean();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }
