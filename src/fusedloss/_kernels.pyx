@@ -17,8 +17,16 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from cpython.exc cimport PyErr_Occurred
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    # a NumPy scalar of descr's type from the bytes at data (no Python-level call)
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
+cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
+cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
 
 cdef extern from "fusedloss.h" nogil:
     ctypedef Py_ssize_t fl_index
@@ -250,9 +258,9 @@ cdef tuple _with_user(x, xu, t, tu, w, wu, p, pu):
     """Every array a call reads, converted and as the user gave it (the converted
     input first: the only one the gradient may overwrite, exactly).  A buffer
     over the user's own input is refused even when the kernel reads a copy."""
-    cdef list extra = []
     if xu is x and tu is t and wu is w and pu is p:
         return (x, t, w, p)
+    cdef list extra = []
     if xu is not x:
         extra.append(xu)
     if tu is not t:
@@ -355,8 +363,12 @@ cdef int _reduction(object reduction) except -1:
 
 
 cdef int _threads(object n_threads) except -1:
-    if type(n_threads) is int and 1 <= n_threads <= FL_MAX_THREADS:
-        return n_threads
+    cdef long long v
+    cdef int overflow = 0
+    if type(n_threads) is int:
+        v = PyLong_AsLongLongAndOverflow(n_threads, &overflow)
+        if not overflow and 1 <= v <= FL_MAX_THREADS:
+            return <int>v
     _validate()
     if n_threads is None:
         return _threads_default()
@@ -433,28 +445,25 @@ cdef object _new(int nd, cnp.npy_intp *dims, int tn):
     return cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
 
-cdef object _np_f32 = None
-cdef object _np_f64 = None
-
-
 cdef object _finish(int red, const fl_result *res, int tn, object loss_out, object grad,
                     bint return_grad, object user_out, object user_grad):
     """The value a loss returns: the per-element/row array for "none" (the
     caller's own out object when given), else the sum or the mean (NaN over
     nothing) as a NumPy scalar of the compute dtype; with the gradient (the
     caller's grad_out object when given)."""
-    global _np_f32, _np_f64
     cdef double total = res.acc[0], denom = res.acc[1]
-    if _np_f32 is None:
-        import numpy
-        _np_f32, _np_f64 = numpy.float32, numpy.float64
+    cdef float total32
     if red == FL_REDUCE_NONE:
         loss = user_out if user_out is not None else loss_out
     else:
         if red == FL_REDUCE_MEAN:
             total = total / denom if denom != 0 else float("nan")
-        # a C cast: beyond float32's range it is inf without a NumPy warning
-        loss = _np_f32(<float>total) if tn == cnp.NPY_FLOAT32 else _np_f64(total)
+        if tn == cnp.NPY_FLOAT32:
+            # a C cast: beyond float32's range it is inf without a NumPy warning
+            total32 = <float>total
+            loss = PyArray_Scalar(&total32, _DESCR_F32, None)
+        else:
+            loss = PyArray_Scalar(&total, _DESCR_F64, None)
     if not return_grad:
         return loss
     return loss, (user_grad if user_grad is not None else grad)
@@ -566,9 +575,10 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
         raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
     tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
     _params(k, params, a.param)
-    if type(ignore_index) is int and -(2**63) <= ignore_index < 2**63:
-        a.ignore_index = ignore_index
-    else:
+    cdef int overflow = 1
+    if type(ignore_index) is int:
+        a.ignore_index = PyLong_AsLongLongAndOverflow(ignore_index, &overflow)
+    if overflow:
         a.ignore_index = _validate().int_param(ignore_index, "ignore_index")
     a.n_threads = _threads(n_threads)
     tu = t = target
