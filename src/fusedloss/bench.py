@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from . import _config, losses, reference
+from ._registry import LOSSES
 
 CE_SIZES = [(32, 10), (65536, 10), (4096, 1000), (512, 32000)]
 EW_SIZES = [(32, 10), (4096, 1024)]  # 4096 x 1024 = 4M elements
@@ -96,12 +97,11 @@ def _cases(dtype, ce_sizes, ew_sizes, rng):
             "binary_cross_entropy_with_logits": lambda L: L.HalfBinomialLoss(),
             "huber_loss": lambda L: L.HuberLoss(delta=1.0),
         }
-        for name, t, kw in [
-            ("binary_cross_entropy_with_logits", tb, {}),
-            ("sigmoid_focal_loss", tb, {}),
-            ("huber_loss", tr, {}),
-            ("smooth_l1_loss", tr, {}),
-        ]:
+        for spec in LOSSES.values():  # every element-wise loss of the registry
+            if spec.kind != "elementwise":
+                continue
+            name = spec.name
+            t = tb if spec.target_domain == "unit" else tr
             fast_fn = getattr(losses, name)
             ref_fn = getattr(reference, name)
             out.append(
@@ -141,6 +141,8 @@ def _sk_call(loss, y, raw):
 
 
 def _torch_fn(torch, name):
+    """The PyTorch function timed against `name`: torch.nn.functional's of that name,
+    or torchvision's focal loss written out (torchvision is not a dependency)."""
     F = torch.nn.functional
     if name == "sigmoid_focal_loss":
 
