@@ -8,6 +8,8 @@ Semantics follow PyTorch's functions of the same names with the class axis last
 (see the API contract).
 """
 
+import textwrap
+
 from . import _kernels
 from ._registry import LOSSES
 
@@ -51,6 +53,19 @@ _COMMON = (
 )
 
 
+_DTYPES = (
+    "float32 and float64 keep their dtype (the compute dtype); float16 is computed as "
+    "float32, integers and bool as float64."
+)
+_TARGETS = {
+    "real": "of the shape of ``{0}``, converted to the compute dtype.",
+    "unit": "of the shape of ``{0}``, converted to the compute dtype; probabilities in "
+    "[0, 1] (other values are computed by the same formula, not refused).",
+    "index": "integer class indices of shape ``{0}.shape[:-1]`` (any integer dtype; one "
+    "out of range is an IndexError), or floating class probabilities of ``{0}``'s shape.",
+}
+
+
 def _param_doc(p):
     if p.kind == "weight":
         return f"{p.name} : array_like, optional", p.doc
@@ -58,6 +73,11 @@ def _param_doc(p):
         return f"{p.name} : int, default {p.default!r}", p.doc
     rng = "" if p.range_text() == "finite" else f", {p.range_text()}"
     return f"{p.name} : float, default {p.default!r}{rng}", p.doc
+
+
+def _item(head, doc):
+    """A numpydoc parameter entry: the head line, the description indented, wrapped."""
+    return [head, textwrap.fill(doc, 88, initial_indent="    ", subsequent_indent="    ")]
 
 
 def _docstring(spec):
@@ -78,17 +98,14 @@ def _docstring(spec):
     if spec.notes:
         lines += [spec.notes, ""]
     lines += ["Parameters", "----------"]
-    for name in spec.inputs:
-        lines += [
-            f"{name} : array_like",
-            "    float32 and float64 keep their dtype; float16 is "
-            "computed as float32, integers and bool as float64.",
-        ]
+    first, *others = spec.inputs
+    lines += _item(f"{first} : array_like", _DTYPES)
+    for name in others:
+        lines += _item(f"{name} : array_like", _TARGETS[spec.target_domain].format(first))
     for p in spec.params:
-        head, doc = _param_doc(p)
-        lines += [head, f"    {doc}"]
+        lines += _item(*_param_doc(p))
     for name, _, typ, doc in _COMMON:
-        lines += [f"{name} : {typ}", f"    {doc}"]
+        lines += _item(f"{name} : {typ}", doc)
     lines += [
         "",
         "Returns",
