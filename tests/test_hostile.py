@@ -267,7 +267,7 @@ def test_in_place_on_arrays_that_came_through_pickle(fn, dtype):
     assert xp.dtype == x.dtype
     want = REF[fn](x, t, return_grad=True)
     kw = dict(weight=np.ones(x.shape[-1], dtype)) if fn in (CE, BCE) else {}
-    for extra in ({}, kw):  # fast path and validating path
+    for extra in ({}, kw):  # canonical arguments, and converted ones
         xi = pickle.loads(pickle.dumps(x))
         loss, g = fn(xi, tp, return_grad=True, grad_out=xi, **extra)
         assert g is xi
@@ -497,7 +497,7 @@ def test_focal_huge_gamma_is_finite_and_matches_the_reference(value, dtype):
 
 
 def test_parameter_limits_are_checked_on_the_fast_path_too():
-    # canonical inputs take the compiled fast path: it must refuse the same values
+    # canonical inputs are used as they are: the same values must be refused
     x = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError, match="delta"):
         HUBER(x, x, delta=1e-46)

@@ -1,7 +1,8 @@
 """No memory growth across 10^5 calls of every loss, on every path.
 
-The workload mixes the compiled fast paths (cross-entropy and element-wise), the
-validating path (conversions, weights, out / grad_out buffers, in place), the error
+The workload mixes canonical arguments, used as they are (cross-entropy and
+element-wise), arguments that are converted (conversions, weights, out / grad_out
+buffers, in place), the error
 paths (each documented exception), and calls big enough to start helper threads
 (created and joined per call).  After a warm-up, Python allocations
 (tracemalloc, which also sees NumPy's array buffers) and the resident set size
@@ -64,7 +65,7 @@ def _workload():
         raise AssertionError("did not raise")
 
     calls = [
-        # compiled fast paths
+        # canonical arguments, used as they are
         lambda: CE(x32, t),
         lambda: CE(x64, t, return_grad=True, reduction="none"),
         lambda: CE(x64, t, return_grad=True, grad_out=g64, label_smoothing=0.1),
@@ -151,7 +152,7 @@ def test_no_growth_over_many_calls():
 
 @pytest.mark.parametrize("fn", [fl.softmax_cross_entropy, fl.huber_loss])
 def test_refcounts_stable_on_every_path(fn):
-    """The compiled fast paths return new references only: inputs, buffers and
+    """The call path returns new references only: inputs, buffers and
     in-place logits keep their reference counts across calls and exceptions."""
     x = np.random.default_rng(1).normal(size=(6, 7))
     t = np.arange(6) % 7 if fn is fl.softmax_cross_entropy else np.zeros((6, 7))

@@ -337,8 +337,8 @@ def test_show_config(capsys):
 
 
 def test_ce_fast_path_and_validating_path_agree():
-    # Canonical inputs take the compiled fast path; a weight of ones, an int32
-    # target or a view force the validating path; both must give the same bits.
+    # Canonical inputs are used as they are; a weight of ones, an int32 target or a
+    # view go through conversions (fusedloss._validate); both must give the same bits.
     x = rng.normal(size=(40, 7)).astype(np.float32)
     t = rng.integers(0, 7, 40)
     t[::5] = -100
@@ -355,7 +355,7 @@ def test_ce_fast_path_and_validating_path_agree():
             )
             np.testing.assert_array_equal(fast[0], slow[0])
             np.testing.assert_array_equal(fast[1], slow[1])
-    # a bad index found by the fast path still raises the validating path's error
+    # a bad index in canonical targets raises the same error as in converted ones
     t2 = t.copy()
     t2[3] = 7
     with pytest.raises(IndexError, match=r"target\[3\] = 7"):
@@ -373,8 +373,8 @@ def test_ce_fast_path_and_validating_path_agree():
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_elementwise_fast_path_and_validating_path_agree(fn, kw, dtype):
-    # Same-dtype contiguous arrays take the compiled fast path; a target of
-    # another dtype (or a weight of ones) forces the validating path.
+    # Same-dtype contiguous arrays are used as they are; a target of another dtype
+    # (or a weight of ones) goes through conversions.
     x = (rng.normal(size=(33, 7)) * 4).astype(dtype)
     t = rng.uniform(size=(33, 7)).astype(dtype)
     other = np.float64 if dtype == np.float32 else np.float32
