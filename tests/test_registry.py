@@ -15,14 +15,23 @@ spec in the registry is picked up by every test below with no edit.
 (e) robustness: NaN / inf propagate without raising or warning; float16 and integer
     inputs are computed as float32 / float64;
 (f) concurrency: Python threads sharing inputs get the serial results bitwise;
-(h) parity with the PyTorch twin (those tests skip when torch is not installed).
+(h) parity with the PyTorch twin (those tests skip when torch is not installed);
+(i) fuzzing (hypothesis): random calls from cases.fuzz_calls -- shapes (0-d, empty), dtypes,
+    layouts, parameter values, weights, reductions, buffers, valid or invalid -- either
+    raise a documented exception and write nothing, or match the reference, silently;
+(j) accuracy against mpmath: the float64 and float32 losses and gradients at fixed inputs,
+    extreme ones included, against cases.ORACLES (a spec without an oracle fails).
 
 Tests that run compiled kernels use the `each_simd_target` fixture (conftest.py): once per
-compiled SIMD target, a visible skip for targets this CPU lacks.
+compiled SIMD target, a visible skip for targets this CPU lacks; the fuzz tests draw a
+supported target per example instead.  FUSEDLOSS_FUZZ_EXAMPLES sets the number of
+examples per spec (default 200).
 """
 
 import functools
 import inspect
+import math
+import os
 import threading
 import warnings
 import zlib
@@ -32,8 +41,11 @@ import numpy as np
 import pytest
 from _util import DTYPES, REDUCTIONS, assert_close, compare
 from cases import LOSSES
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 import fusedloss as fl
+from fusedloss import _kernels
 from fusedloss import reference as ref
 
 NAMES = list(LOSSES)
@@ -495,3 +507,366 @@ def test_parity_with_torch(torch, name, variant, gid, sym, shape, dtype):
             assert np.shape(g) == np.shape(w), what
             scale = max(1.0, float(np.abs(w).max(initial=0)))
             np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * 0.1 * scale, err_msg=what)
+
+
+# ============================================================================ (i) fuzzing
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUSEDLOSS_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    database=None,
+)
+SUPPORTED_SIMD = _kernels.simd_targets()[1]
+
+
+def _tolerances(cdt):
+    """(rtol, atol factor) of _util.assert_close for the compute dtype."""
+    return (1e-11, 1e-13) if cdt == np.float64 else (2e-5, 2e-6)
+
+
+def _reduced_scale(spec, rargs, rkw):
+    """The error scale of a reduced loss: the sum of the magnitudes of the reference's
+    "none" losses (divided by the mean's denominator for "mean"), not the possibly
+    cancelled result (sigmoid_focal_loss with alpha > 1 has losses of both signs)."""
+    f = _reference(spec)
+    base = dict(rkw, return_grad=False)
+    with np.errstate(all="ignore"):
+        terms = np.asarray(f(*rargs, **dict(base, reduction="none")), np.float64)
+        scale = float(np.sum(np.abs(terms[np.isfinite(terms)])))
+        if rkw.get("reduction", "mean") == "mean":
+            s = float(f(*rargs, **dict(base, reduction="sum")))
+            m = float(f(*rargs, **base))
+            ratio = m / s if s != 0 and math.isfinite(s) and math.isfinite(m) else 0.0
+            scale *= abs(ratio)
+    return scale if math.isfinite(scale) else 0.0
+
+
+def _check_fuzz_call(call):
+    """Runs ``call`` (a cases.FuzzCall) with warnings as errors and checks the outcome: a
+    documented exception that the call expects (and every array it was given unchanged),
+    or, for a valid call, results of the compute dtype equal to the reference's within
+    _util.assert_close's tolerances (inputs unchanged, out / grad_out returned).  Returns
+    the outcome ("returned", "raised ValueError", ...)."""
+    spec, kw = call.spec, call.kwargs
+    arrays = {id(a): a for a in list(call.args) + list(kw.values()) if isinstance(a, np.ndarray)}
+    before = {k: a.tobytes() for k, a in arrays.items()}
+    copies = {k: a.copy() for k, a in arrays.items()}  # the values, for the reference
+    raised = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="warn"):
+            try:
+                got = _public(spec)(*call.args, **kw)
+            except cases.FUZZ_ERRORS as e:
+                raised = e
+    if raised is not None:
+        assert call.expect, f"a valid call raised {type(raised).__name__}: {raised}"
+        assert isinstance(raised, tuple(call.expect)), (
+            f"raised {type(raised).__name__} ({raised}); expected one of "
+            f"{sorted(e.__name__ for e in call.expect)} for {call.why}"
+        )
+        for k, a in arrays.items():
+            assert a.tobytes() == before[k], "a call that raised wrote into an array it was given"
+        return f"raised {type(raised).__name__}"
+    assert not call.expect, (
+        f"an invalid call returned; expected {sorted(e.__name__ for e in call.expect)} "
+        f"for {call.why}"
+    )
+    out, grad_out = kw.get("out"), kw.get("grad_out")
+    for k, a in arrays.items():
+        if a is not out and a is not grad_out:
+            assert a.tobytes() == before[k], "an input was modified"
+    rargs = [copies.get(id(a), a) for a in call.args]
+    rkw = {k: copies.get(id(v), v) for k, v in kw.items() if k not in ("out", "grad_out")}
+    with np.errstate(all="ignore"):
+        want = _reference(spec)(*rargs, **rkw)
+    cdt, reduction = call.cdt, kw.get("reduction", "mean")
+    if kw.get("return_grad", False):
+        (loss, grad), (want_loss, want_grad) = got, want
+        assert grad_out is None or grad is grad_out, "grad_out was not returned"
+        assert grad.shape == np.shape(call.args[0])
+        assert_close(grad, want_grad, cdt, "grad")
+    else:
+        loss, want_loss = got, want
+    if reduction == "none":
+        assert isinstance(loss, np.ndarray)
+        assert out is None or loss is out, "out was not returned"
+        assert_close(loss, want_loss, cdt, "loss")
+    else:
+        assert isinstance(loss, np.generic) and loss.dtype == cdt, (type(loss), loss.dtype)
+        rtol, atol = _tolerances(cdt)
+        w = abs(float(want_loss))
+        scale = max(1.0, w if math.isfinite(w) else 0.0, _reduced_scale(spec, rargs, rkw))
+        np.testing.assert_allclose(
+            loss, want_loss, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg="loss"
+        )
+    return "returned"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_against_reference(name, data):
+    call = data.draw(cases.fuzz_calls(LOSSES[name]), label="call")
+    simd = data.draw(st.sampled_from(SUPPORTED_SIMD), label="simd")
+    before = _kernels.build_info()[2]
+    _kernels.set_simd(simd)
+    try:
+        outcome = _check_fuzz_call(call)
+    finally:
+        _kernels.set_simd(before)
+    event(f"{outcome} ({call.mode} example)")
+
+
+def _hand_made_call(spec, variant=None, **kw):
+    """A valid FuzzCall of the (4, 6) case with the given keywords."""
+    variant = variant or cases.target_variants(spec)[0]
+    spec, args, params, _ = _case(spec.name, variant, {}, (4, 6), np.float64, "fuzz-smoke")
+    call = cases.FuzzCall(spec, variant)
+    call.args, call.kwargs = list(args), dict(params, **kw)
+    return call
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fuzz_checker_is_not_vacuous(name, monkeypatch):
+    """The checker passes a valid call and a documented failure, and fails a valid call
+    whose result differs from the reference's, an invalid call that returns, and a call
+    that raises after writing into its buffers."""
+    spec = LOSSES[name]
+    xshape = cases.input_shape(spec, (4, 6))
+    _check_fuzz_call(_hand_made_call(spec, reduction="none", return_grad=True))
+    bad = _hand_made_call(spec, reduction="avg", out=np.zeros(cases.loss_shape(spec, xshape)))
+    bad.bad(ValueError, "reduction='avg'")
+    _check_fuzz_call(bad)
+    with pytest.raises(AssertionError, match="invalid call returned"):
+        wrong = _hand_made_call(spec)
+        wrong.bad(ValueError, "pretend")
+        _check_fuzz_call(wrong)
+    with pytest.raises(AssertionError, match="valid call raised"):
+        _check_fuzz_call(_hand_made_call(spec, reduction="avg"))
+    real = _reference(spec)
+
+    def off(*a, **k):
+        r = real(*a, **k)
+        return tuple(v * 1.001 + 1e-3 for v in r) if isinstance(r, tuple) else r * 1.001 + 1e-3
+
+    monkeypatch.setattr(ref, spec.name, off)
+    for reduction in REDUCTIONS:
+        with pytest.raises(AssertionError):
+            _check_fuzz_call(_hand_made_call(spec, reduction=reduction, return_grad=True))
+    monkeypatch.setattr(ref, spec.name, real)
+
+    def writes_then_raises(*a, out=None, **k):
+        out[...] = 1.0
+        raise ValueError("after writing")
+
+    monkeypatch.setattr(fl, spec.name, writes_then_raises)
+    call = _hand_made_call(spec, reduction="none", out=np.zeros(cases.loss_shape(spec, xshape)))
+    call.bad(ValueError, "pretend")
+    with pytest.raises(AssertionError, match="wrote into"):
+        _check_fuzz_call(call)
+
+
+# ============================================================================ (j) mpmath
+
+
+@pytest.fixture(scope="module")
+def mpmath():
+    return pytest.importorskip("mpmath")
+
+
+def _oracle(name):
+    if name not in cases.ORACLES:
+        pytest.fail(
+            f"{name} is registered but has no mpmath oracle: add its loss and derivative per "
+            f"{'row' if LOSSES[name].kind == 'class_axis' else 'element'}, from the "
+            f"mathematical definition, to ORACLES in tests/cases.py",
+            pytrace=False,
+        )
+    return cases.ORACLES[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_spec_has_an_mpmath_oracle(name):
+    oracle = _oracle(name)
+    assert callable(oracle.fn) and 0 < oracle.rtol64 <= 1e-13 and 0 < oracle.rtol32 <= 1e-6
+
+
+def test_every_oracle_is_a_registered_spec():
+    assert set(cases.ORACLES) <= set(LOSSES), set(cases.ORACLES) - set(LOSSES)
+
+
+def _terms_sum(v, mp):
+    return mp.fsum(v) if isinstance(v, tuple) else v
+
+
+@pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
+def test_oracle_derivative_is_the_derivative_of_its_loss(mpmath, name, variant, gid, sym):
+    """Each oracle's derivative against mpmath.diff of its own loss (numerical
+    differentiation at 50 digits), at ordinary inputs away from the kinks."""
+    oracle = _oracle(name)
+    spec, (x, t), kw, _ = _case(name, variant, sym, (2, 3), np.float64, "oracle", scale=2.0)
+    x = _away_from_kinks(spec, x, t, kw)
+    with mpmath.workdps(cases.ORACLE_DPS):
+        for i, u, target, p in cases.oracle_arguments(spec, x, t, kw):
+            if spec.kind == "class_axis":
+                _, g, _ = oracle.fn(u, target, p)
+                for j in range(len(u)):
+                    d = mpmath.diff(
+                        lambda *z: _terms_sum(oracle.fn(list(z), target, p)[0], mpmath),
+                        u,
+                        tuple(int(k == j) for k in range(len(u))),
+                    )
+                    want = _terms_sum(g[j], mpmath)
+                    assert abs(d - want) <= 1e-25 * max(1, abs(want)), (i, j, d, want)
+            else:
+                _, g = oracle.fn(u, target, p)
+                d = mpmath.diff(lambda v: _terms_sum(oracle.fn(v, target, p)[0], mpmath), u)
+                want = _terms_sum(g, mpmath)
+                assert abs(d - want) <= 1e-25 * max(1, abs(want)), (i, d, want)
+
+
+@functools.lru_cache(maxsize=None)
+def _accuracy_case(name, variant, gid, dtype):
+    """(x, t, keywords, oracle values) of the accuracy inputs of a grid entry, made once
+    (read-only) and shared by the SIMD targets."""
+    spec = LOSSES[name]
+    sym = dict(cases.param_grid(spec, variant))[gid]
+    rng = _rng(name, variant, gid, dtype, "mpmath")
+    x, t = cases.accuracy_inputs(spec, variant, sym, dtype, rng)
+    kw = cases.make_params(spec, sym, x.shape, np.dtype(dtype), rng)
+    for a in [x, t] + list(kw.values()):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return x, t, kw, cases.oracle_values(spec, x, t, kw)
+
+
+def _assert_accurate(got, true, scale, dtype, rtol, what, show=None):
+    """|got - true| <= rtol * scale per element (scale: the magnitudes of the closed form's
+    terms); where the true value is beyond ``dtype``'s range, got is the infinity of its
+    sign; where the scale is below its smallest normal (the value underflows), got is
+    finite and below twice that."""
+    got = np.asarray(got, np.float64)
+    true = np.broadcast_to(np.asarray(true, np.float64), got.shape)
+    scale = np.broadcast_to(np.asarray(scale, np.float64), got.shape)
+    info = np.finfo(dtype)
+    over = np.abs(true) > float(info.max)
+    under = ~over & (scale < float(info.tiny))
+    rest = ~over & ~under
+
+    def where(mask):
+        i = np.unravel_index(int(np.flatnonzero(mask)[0]), got.shape) if got.ndim else ()
+        i = tuple(int(v) for v in i)
+        extra = f", at {show(i)}" if show else ""
+        return (
+            f"index {i}: got {float(got[i])!r}, true {float(true[i])!r} "
+            f"(scale {float(scale[i]):.3g}){extra}"
+        )
+
+    wrong = over & (got != np.copysign(np.inf, true))
+    assert not wrong.any(), f"{what}: should overflow to inf: {where(wrong)}"
+    wrong = under & ~(np.abs(got) < 2 * float(info.tiny))
+    assert not wrong.any(), f"{what}: should underflow: {where(wrong)}"
+    wrong = rest & ~np.isfinite(got)
+    assert not wrong.any(), f"{what}: not finite: {where(wrong)}"
+    with np.errstate(all="ignore"):
+        err = np.where(rest, np.abs(got - true) / np.where(rest, scale, 1.0), 0.0)
+    worst = float(err.max(initial=0.0))
+    key = what.split(":")[0]
+    _WORST[key] = max(_WORST.get(key, 0.0), worst)
+    assert worst <= rtol, (
+        f"{what}: error {worst:.3g} > {rtol:g} (of the scale) at {where(err == worst)}"
+    )
+
+
+_WORST = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_worst_errors():
+    """With -s, prints the largest error seen per loss, dtype and check."""
+    yield
+    if _WORST:
+        print("\nlargest errors against mpmath (relative to the terms' magnitudes):")
+        for key in sorted(_WORST):
+            print(f"  {key:<70} {_WORST[key]:.3g}")
+
+
+@SIM
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,variant,gid,sym", GRID)
+def test_accuracy_against_mpmath(mpmath, name, variant, gid, sym, dtype):
+    """float64 (and float32, on inputs rounded to float32) losses and gradients, for every
+    reduction, over the whole batch and over each leading-axis slice, against the oracle at
+    cases.accuracy_inputs: |x| up to 80 and 1e-300 logits, targets 0 and 1, errors from
+    1e-300 to 1e300 and around each kink, dominant classes and ties.  float64: every value
+    within oracle.rtol64 (1e-13, test_accuracy.py's bound) of the magnitude of its closed
+    form's terms; float32: within rtol32 (1e-6) by test_accuracy.py's float32 rules."""
+    oracle = _oracle(name)
+    spec = LOSSES[name]
+    dt = np.dtype(dtype)
+    rtol = oracle.rtol64 if dt == np.float64 else oracle.rtol32
+    x, t, kw, o = _accuracy_case(name, variant, gid, dt.name)
+    fn = _public(spec)
+    key = f"{name}-{variant} {dt.name}"
+    l_true, l_scale = o["loss"]
+    g_true, g_scale = o["grad"]
+    if dt == np.float32:
+        # test_accuracy.py's float32 rules: float32 rounds intermediate exponents (a logit
+        # gap z_j - max z, gamma log q), which costs ~1e-6 of the typical loss on near-zero
+        # ones: losses get an absolute floor of the typical |loss| (test_accuracy.py takes
+        # the mean; the median here, as these inputs span 1e-300 to 1e300); gradients are
+        # compared normwise per loss (per row of a class-axis loss, per element otherwise).
+        l_scale = np.maximum(l_scale, np.median(np.abs(l_true[np.isfinite(l_true)])))
+        if spec.kind == "class_axis":
+            g_scale = np.broadcast_to(g_scale.max(axis=-1, keepdims=True), g_scale.shape)
+
+    def shower(prefix):
+        """Describes the inputs at an index of the gradient (or of the "none" losses) of
+        the part x[prefix]."""
+
+        def show(i):
+            i = (prefix + tuple(i))[: x.ndim]
+            return f"x[{i}] = {x[i].tolist()!r}, t = {t[i[: t.ndim]].tolist()!r}"
+
+        return show
+
+    loss, grad = fn(x, t, reduction="none", return_grad=True, **kw)
+    assert loss.dtype == dt and grad.dtype == dt
+    if dt == np.float32:  # the plain relative errors, for the record (-s)
+        _assert_accurate(loss, *o["loss"], dt, np.inf, f"{key} loss (plain, info): none")
+        _assert_accurate(grad, *o["grad"], dt, np.inf, f"{key} grad (plain, info): none")
+    _assert_accurate(loss, l_true, l_scale, dt, rtol, f"{key} loss: none", shower(()))
+    _assert_accurate(grad, g_true, g_scale, dt, rtol, f"{key} grad: none", shower(()))
+    only = fn(x, t, reduction="none", **kw)
+    _assert_accurate(only, l_true, l_scale, dt, rtol, f"{key} loss: none, loss only", shower(()))
+
+    # the reductions, over the whole batch and over each slice x[r]
+    parts = [((), x, t, kw, o["sum"], o["denom"])]
+    for r, (total, total_scale, denom) in enumerate(o["slices"]):
+        kr = {
+            k: np.broadcast_to(v, x.shape)[r]
+            if isinstance(v, np.ndarray) and spec.kind == "elementwise"
+            else v
+            for k, v in kw.items()
+        }
+        parts.append(((r,), x[r], t[r], kr, (total, total_scale), denom))
+    for prefix, xs, ts, ks, (total, total_scale), d in parts:
+        what = f"{key} {{}}: x[{prefix}]"
+        g, gs = g_true[prefix], g_scale[prefix]
+        s, sg = fn(xs, ts, reduction="sum", return_grad=True, **ks)
+        assert isinstance(s, np.generic) and s.dtype == dt
+        _assert_accurate(s, total, total_scale, dt, rtol, what.format("loss sum"))
+        s = fn(xs, ts, reduction="sum", **ks)
+        _assert_accurate(s, total, total_scale, dt, rtol, what.format("loss sum, loss only"))
+        _assert_accurate(sg, g, gs, dt, rtol, what.format("grad sum"), shower(prefix))
+        m, mg = fn(xs, ts, reduction="mean", return_grad=True, **ks)
+        if d == 0:  # every row ignored: NaN, with a zero gradient
+            assert np.isnan(m) and not mg.any(), what.format("mean over nothing")
+            continue
+        _assert_accurate(m, total / d, total_scale / d, dt, rtol, what.format("loss mean"))
+        m = fn(xs, ts, **ks)
+        _assert_accurate(
+            m, total / d, total_scale / d, dt, rtol, what.format("loss mean, loss only")
+        )
+        _assert_accurate(mg, g / d, gs / d, dt, rtol, what.format("grad mean"), shower(prefix))
