@@ -64,7 +64,9 @@ def _public(spec):
 
 
 def _reference(spec):
-    return getattr(ref, spec.name)
+    twin = spec.reference
+    assert twin is getattr(ref, spec.name)
+    return twin
 
 
 def _cdt(dtype):

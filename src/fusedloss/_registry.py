@@ -105,6 +105,13 @@ class LossSpec:
     def weights(self):
         return tuple(p for p in self.params if p.kind == "weight")
 
+    @property
+    def reference(self):
+        """The NumPy twin, ``fusedloss.reference.<name>`` (same signature)."""
+        from . import reference
+
+        return getattr(reference, self.name)
+
 
 _WEIGHT = Param(
     "weight",
