@@ -11,6 +11,7 @@
  * includes NEON.
  */
 #include "fusedloss.h"
+#include "fl_atomic.h"
 
 #include <string.h>
 
@@ -119,33 +120,13 @@ static int fl_table_supported(const fl_table *t)
  * both go through atomic loads and stores. */
 static const fl_table *fl_active = NULL;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define FL_LOAD_TABLE() __atomic_load_n(&fl_active, __ATOMIC_ACQUIRE)
-#define FL_STORE_TABLE(t) __atomic_store_n(&fl_active, (t), __ATOMIC_RELEASE)
-#elif defined(_MSC_VER)
-#define FL_LOAD_TABLE()                                                                            \
-    ((const fl_table *)_InterlockedCompareExchangePointer((void *volatile *)&fl_active, NULL, NULL))
-#define FL_STORE_TABLE(t)                                                                          \
-    ((void)_InterlockedExchangePointer((void *volatile *)&fl_active, (void *)(t)))
-#else
-#define FL_LOAD_TABLE() fl_active
-#define FL_STORE_TABLE(t) (fl_active = (t))
-#endif
-
 /* Index of the best table this CPU runs.  Computed from the CPU alone, so
  * concurrent first calls compute the same value; cached atomically. */
 static int fl_best_cache = -1;
 
 static int fl_best_index(void)
 {
-    int i;
-#if defined(__GNUC__) || defined(__clang__)
-    int b = __atomic_load_n(&fl_best_cache, __ATOMIC_ACQUIRE);
-#elif defined(_MSC_VER)
-    int b = (int)_InterlockedCompareExchange((volatile long *)&fl_best_cache, -1, -1);
-#else
-    int b = fl_best_cache;
-#endif
+    int i, b = FL_ATOMIC_LOAD_INT(fl_best_cache);
     if (b >= 0)
         return b;
     b = 0;
@@ -154,13 +135,7 @@ static int fl_best_index(void)
             b = i;
             break;
         }
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_store_n(&fl_best_cache, b, __ATOMIC_RELEASE);
-#elif defined(_MSC_VER)
-    _InterlockedExchange((volatile long *)&fl_best_cache, (long)b);
-#else
-    fl_best_cache = b;
-#endif
+    FL_ATOMIC_STORE_INT(fl_best_cache, b);
     return b;
 }
 
@@ -170,10 +145,10 @@ static const fl_table *fl_best(void) { return fl_tables[fl_best_index()]; }
  * the same table twice.  The Python module selects at import. */
 static const fl_table *fl_get(void)
 {
-    const fl_table *t = FL_LOAD_TABLE();
+    const fl_table *t = FL_ATOMIC_LOAD_PTR(const fl_table *, fl_active);
     if (!t) {
         t = fl_best();
-        FL_STORE_TABLE(t);
+        FL_ATOMIC_STORE_PTR(fl_active, t);
     }
     return t;
 }
@@ -182,14 +157,14 @@ int fl_target_set(const char *name)
 {
     int i;
     if (name == NULL || strcmp(name, "best") == 0 || name[0] == '\0') {
-        FL_STORE_TABLE(fl_best());
+        FL_ATOMIC_STORE_PTR(fl_active, fl_best());
         return 0;
     }
     for (i = 0; i < FL_N_TABLES; ++i) {
         if (strcmp(fl_tables[i]->name, name) == 0) {
             if (i > fl_best_index())
                 return -2;
-            FL_STORE_TABLE(fl_tables[i]);
+            FL_ATOMIC_STORE_PTR(fl_active, fl_tables[i]);
             return 0;
         }
     }

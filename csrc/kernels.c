@@ -63,6 +63,19 @@
 
 static inline fl_index fl_min_index(fl_index a, fl_index b) { return a < b ? a : b; }
 
+/* A result before a kernel runs: no sums, no bad index. */
+static void fl_result_init(fl_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->bad_pos = -1;
+}
+
+/* Class-axis kernels implement the class axis last, without a hessian. */
+static int fl_class_layout_supported(const fl_args *a)
+{
+    return a->class_stride <= 1 && a->hess == NULL;
+}
+
 /* The gradient factor of a call whose mean has denominator denom:
  * grad_scale, over denom for a mean (0 for a mean over nothing).  The one
  * place any kernel turns a reduction into a scale. */

@@ -35,6 +35,7 @@
 #endif
 
 #include "runtime.h"
+#include "fl_atomic.h"
 
 #include <fenv.h>
 #include <math.h>
@@ -102,17 +103,6 @@ static void fl_segment_bounds(fl_index n, fl_index n_seg, fl_index s, fl_index *
 #define FL_PIECE_ELEMS ((fl_index)1 << 20)
 #define FL_POLL_SECONDS 0.05
 
-#if defined(__GNUC__) || defined(__clang__)
-#define FL_LOAD_PTR(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define FL_STORE_PTR(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
-#elif defined(_WIN32)
-#define FL_LOAD_PTR(p) InterlockedCompareExchangePointer((PVOID volatile *)&(p), NULL, NULL)
-#define FL_STORE_PTR(p, v) InterlockedExchangePointer((PVOID volatile *)&(p), (PVOID)(v))
-#else
-#define FL_LOAD_PTR(p) (p)
-#define FL_STORE_PTR(p, v) ((p) = (v))
-#endif
-
 /* The hook: the pointer itself is the atomic object, so a reader always sees
  * a whole old or new value, however often it is set.  It is kept as a data
  * pointer (copied with memcpy), which has the function pointer's size and
@@ -124,12 +114,12 @@ void fl_set_interrupt_hook(fl_interrupt_fn fn)
 {
     void *p;
     memcpy(&p, &fn, sizeof p);
-    FL_STORE_PTR(fl_hook_ptr, p);
+    FL_ATOMIC_STORE_PTR(fl_hook_ptr, p);
 }
 
 static fl_interrupt_fn fl_hook_get(void)
 {
-    void *p = (void *)FL_LOAD_PTR(fl_hook_ptr);
+    void *p = FL_ATOMIC_LOAD_PTR(void *, fl_hook_ptr);
     fl_interrupt_fn fn;
     memcpy(&fn, &p, sizeof fn);
     return fn;
@@ -155,10 +145,13 @@ typedef struct {
     double next_poll;
 } fl_poll;
 
+/* next_poll < 0: not started.  The clock is first read at the first chance
+ * to poll (after a piece of work), so a call of one piece, every small call,
+ * never reads it. */
 static void fl_poll_init(fl_poll *p)
 {
     p->hook = fl_hook_get();
-    p->next_poll = p->hook ? fl_now() + FL_POLL_SECONDS : 0.0;
+    p->next_poll = -1.0;
 }
 
 /* Non-zero when the host asks the call to stop. */
@@ -167,6 +160,8 @@ static int fl_poll_stop(fl_poll *p)
     if (!p->hook)
         return 0;
     const double now = fl_now();
+    if (p->next_poll < 0)
+        p->next_poll = now + FL_POLL_SECONDS;
     if (now < p->next_poll)
         return 0;
     p->next_poll = now + FL_POLL_SECONDS;

@@ -210,6 +210,10 @@ static double unknown_kernel(int k)
 static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad, int n_threads,
                       fl_index *bad_pos, int64_t *bad_value)
 {
+    /* the kernels without parameters, through the one calling convention */
+    if (c->kernel == K_MSE || c->kernel == K_L1)
+        return run_plain(c, c->kernel == K_MSE ? FL_ID_mse : FL_ID_l1, x, loss_out, grad,
+                         n_threads);
     if (c->f32) {
         const float *xf = (const float *)x, *tf = (const float *)c->t;
         float *lo = (float *)loss_out, *g = (float *)grad;
@@ -228,10 +232,6 @@ static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad
             return fl_huber_f32(xf, tf, c->n, c->k, c->scale, lo, g, n_threads);
         case K_SMOOTH_L1:
             return fl_smooth_l1_f32(xf, tf, c->n, c->k, c->scale, lo, g, n_threads);
-        case K_MSE:
-            return run_plain(c, FL_ID_mse, x, loss_out, grad, n_threads);
-        case K_L1:
-            return run_plain(c, FL_ID_l1, x, loss_out, grad, n_threads);
         default:
             return unknown_kernel(c->kernel);
         }
@@ -253,10 +253,6 @@ static double run_bad(const call_t *c, const void *x, void *loss_out, void *grad
             return fl_huber_f64(xd, td, c->n, c->k, c->scale, lo, g, n_threads);
         case K_SMOOTH_L1:
             return fl_smooth_l1_f64(xd, td, c->n, c->k, c->scale, lo, g, n_threads);
-        case K_MSE:
-            return run_plain(c, FL_ID_mse, x, loss_out, grad, n_threads);
-        case K_L1:
-            return run_plain(c, FL_ID_l1, x, loss_out, grad, n_threads);
         default:
             return unknown_kernel(c->kernel);
         }

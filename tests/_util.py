@@ -1,5 +1,7 @@
 """Shared helpers for the test-suite."""
 
+import threading
+
 import numpy as np
 
 DTYPES = [np.float32, np.float64]
@@ -35,3 +37,24 @@ def compare(fast_fn, ref_fn, args, kwargs, dtype):
                 assert_close(got[1], want[1], dtype, f"grad {reduction}")
             else:
                 assert_close(got, want, dtype, f"loss {reduction}")
+
+
+def central_differences(total, x, h=1e-6):
+    """d total / dx by central differences, one element of x at a time."""
+    num = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        zp = x.copy()
+        zp[i] += h
+        zm = x.copy()
+        zm[i] -= h
+        num[i] = (total(zp) - total(zm)) / (2 * h)
+    return num
+
+
+def run_workers(worker, n):
+    """Runs worker(k) for k in range(n) on n threads at once; returns once all end."""
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+from _util import run_workers
 
 import fusedloss as fl
 from fusedloss import _kernels
@@ -80,11 +81,7 @@ def test_threads_give_serial_results_bitwise():
         except Exception as e:  # noqa: BLE001 -- reported below
             errors.append((k, repr(e)))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(N_PY_THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_workers(worker, N_PY_THREADS)
     assert not errors, errors
     assert not mismatches, mismatches
 
@@ -123,11 +120,7 @@ def test_threads_with_own_buffers_and_in_place():
         except Exception as e:  # noqa: BLE001
             errors.append((k, repr(e)))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(N_PY_THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_workers(worker, N_PY_THREADS)
     assert not errors, errors
 
 
@@ -156,11 +149,7 @@ def test_concurrent_errors_and_successes():
         except Exception as e:  # noqa: BLE001
             errors.append((k, repr(e)))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(N_PY_THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_workers(worker, N_PY_THREADS)
     assert not errors, errors
 
 

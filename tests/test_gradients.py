@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _util import central_differences
 
 import fusedloss as fl
 
@@ -78,14 +79,7 @@ def test_finite_differences(name, f, x, reduction):
     def total(z):
         return float(np.sum(f(z, reduction=reduction)))
 
-    h = 1e-6
-    num = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        zp = x.copy()
-        zp[i] += h
-        zm = x.copy()
-        zm[i] -= h
-        num[i] = (total(zp) - total(zm)) / (2 * h)
+    num = central_differences(total, x)
     np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
 
 

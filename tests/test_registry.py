@@ -39,7 +39,7 @@ import zlib
 import cases
 import numpy as np
 import pytest
-from _util import DTYPES, REDUCTIONS, assert_close, compare
+from _util import DTYPES, REDUCTIONS, assert_close, central_differences, compare, run_workers
 from cases import LOSSES
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -241,14 +241,7 @@ def test_gradient_finite_differences(name, variant, gid, sym):
         return float(fn(z, t, reduction="sum", **kw))
 
     assert total(x) == loss
-    h = 1e-6
-    num = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        zp = x.copy()
-        zp[i] += h
-        zm = x.copy()
-        zm[i] -= h
-        num[i] = (total(zp) - total(zm)) / (2 * h)
+    num = central_differences(total, x)
     # rounding of the summed loss, amplified by 1 / (2h), bounds the difference's error
     s = float(np.abs(fn(x, t, reduction="none", **kw)).sum())
     np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8 + 1e-9 * s)
@@ -469,11 +462,7 @@ def test_python_threads_share_inputs(name, variant, gid, sym):
         except Exception as e:  # noqa: BLE001 -- reported below
             errors.append((k, repr(e)))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_workers(worker, 4)
     assert not errors, errors
     assert not mismatches, mismatches
 

@@ -14,6 +14,8 @@
  */
 #include "fusedloss.h"
 #include "legacy_api.h"
+#define FL_TEST_SEED 88172645463325252ULL
+#include "test_util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -39,17 +41,7 @@ static void close_to(const char *what, double got, double want, double tol)
     check(err <= tol * scale, what, got, want);
 }
 
-/* Deterministic pseudo-random numbers in [-a, a]. */
-static unsigned long long rng_state = 88172645463325252ULL;
-static double urand(double a)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return a * (2.0 * (double)(rng_state >> 11) / 9007199254740992.0 - 1.0);
-}
-
-static const fl_bcast NO_W = { NULL, 1, 0, 0, 0, NULL, NULL };
+#define NO_W FL_NO_BCAST
 
 static void test_ce_closed_forms(void)
 {
@@ -242,16 +234,6 @@ typedef struct {
     size_t es;
     fl_index n;
 } gbuf;
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        printf("out of memory (%lu bytes)\n", (unsigned long)bytes);
-        exit(2);
-    }
-    return p;
-}
 
 static void *gb_alloc(gbuf *b, fl_index n, size_t es, int fill)
 {

@@ -33,6 +33,8 @@
 
 #include "fusedloss.h"
 #include "legacy_api.h"
+#define FL_TEST_SEED 0x9E3779B97F4A7C15ULL
+#include "test_util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -46,26 +48,6 @@
 #endif
 
 static int n_pass = 0, n_fail = 0;
-
-/* Deterministic pseudo-random numbers in [-a, a]. */
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static double urand(double a)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return a * (2.0 * (double)(rng_state >> 11) / 9007199254740992.0 - 1.0);
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        printf("out of memory (%lu bytes)\n", (unsigned long)bytes);
-        exit(2);
-    }
-    return p;
-}
 
 /* Inputs shared by every kernel: n elements, and row targets for up to n rows. */
 typedef struct {

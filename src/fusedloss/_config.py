@@ -3,8 +3,10 @@
 import os
 import sys
 
-from ._kernels import MAX_THREADS as _MAX_THREADS
+from . import _kernels
 from ._version import __version__
+
+_MAX_THREADS = _kernels.MAX_THREADS  # fusedloss.h's FL_MAX_THREADS
 
 _num_threads = None  # set_num_threads(), else None
 _env_default = None  # FUSEDLOSS_NUM_THREADS / usable cores, read once on first use
@@ -82,8 +84,6 @@ def _apply_simd_env():
     supported one: an environment variable must never make the import fail."""
     import warnings
 
-    from . import _kernels
-
     # Select the target now, at import (serialised by the import lock), so no
     # two threads can race to initialise the dispatch table on first use.
     _kernels.build_info()
@@ -101,8 +101,6 @@ def _apply_simd_env():
 def show_config(file=None):
     """Prints the version, compiler, SIMD targets and thread default."""
     import numpy as np
-
-    from . import _kernels
 
     compiler, compiled, selected = _kernels.build_info()
     supported = " ".join(_kernels.simd_targets()[1])

@@ -486,6 +486,39 @@ cdef inline int _dtype_f32(int tn):
     return tn == cnp.NPY_FLOAT32
 
 
+cdef tuple _outputs(int red, bint return_grad, object out, object grad_out, int tn,
+                    int nd, int loss_nd, cnp.npy_intp *dims, object x, object xu, object t,
+                    object tu, object wc, object wu, object pc, object pu):
+    """(out, grad_out): the caller's buffers, taken as they are when canonical,
+    else checked by _validate (plain views of them); allocated where absent.
+    Losses have the first loss_nd axes of the input's nd."""
+    if not (_buffer_ok(out, tn, loss_nd, dims, red == FL_REDUCE_NONE) and
+            _buffer_ok(grad_out, tn, nd, dims, return_grad)):
+        out, grad_out = _validate().check_outputs(
+            _RED_NAMES[red], return_grad, out, grad_out, x.shape[:loss_nd], x.shape, x.dtype,
+            [tu, t, wu, wc, pu, pc], (xu, x))
+    if red == FL_REDUCE_NONE and out is None:
+        out = _new(loss_nd, dims, tn)
+    if return_grad and grad_out is None:
+        grad_out = _new(nd, dims, tn)
+    return out, grad_out
+
+
+cdef object _call(int kid, int tn, int red, fl_args *a, object target, fl_index n_classes,
+                  object out, object grad_out, bint return_grad, object user_out,
+                  object user_grad):
+    """Runs kernel kid with the GIL released; raises what its status says; the
+    value the loss returns."""
+    cdef fl_result res
+    cdef int status, f32 = _dtype_f32(tn)
+    a.grad_scale = 1.0
+    a.reduction = red
+    with nogil:
+        status = fl_run(kid, f32, a, &res)
+    _status(status, &res, target, n_classes)
+    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
+
+
 def elementwise(Kernel k, input, target, tuple params, weight, weight2, reduction,
                 bint return_grad, out, grad_out, n_threads):
     """An element-wise loss: input and target of one shape, a loss per element.
@@ -494,12 +527,11 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
     broadcast weights (None when absent or not taken)."""
     cdef int red = _reduction(reduction)
     cdef fl_args a
-    cdef fl_result res
     cdef fl_index wshape[FL_BCAST_MAXDIM]
     cdef fl_index wstride[FL_BCAST_MAXDIM]
     cdef fl_index pshape[FL_BCAST_MAXDIM]
     cdef fl_index pstride[FL_BCAST_MAXDIM]
-    cdef int tn, nd, status
+    cdef int tn, nd
     cdef fl_index n
     memset(&a, 0, sizeof(a))
     _params(k, params, a.param)
@@ -524,15 +556,8 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
         pu, pc, pdesc = _validate().broadcast_weight(weight2, x.shape, x.dtype,
                                                      k.weight_names[1])
     user_out, user_grad = out, grad_out
-    if not (_buffer_ok(out, tn, nd, dims, red == FL_REDUCE_NONE) and
-            _buffer_ok(grad_out, tn, nd, dims, return_grad)):
-        out, grad_out = _validate().check_outputs(
-            _RED_NAMES[red], return_grad, out, grad_out, x.shape, x.shape, x.dtype,
-            [tu, t, wu, wc, pu, pc], (xu, x))
-    if red == FL_REDUCE_NONE and out is None:
-        out = _new(nd, dims, tn)
-    if return_grad and grad_out is None:
-        grad_out = _new(nd, dims, tn)
+    out, grad_out = _outputs(red, return_grad, out, grad_out, tn, nd, nd, dims, x, xu, t, tu,
+                             wc, wu, pc, pu)
     a.n = n
     a.input[0] = _buf(x, tn, n, False, k.names[0])
     a.target = _buf(t, tn, n, False, k.names[1])
@@ -541,13 +566,7 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
     a.loss_out = _buf(out, tn, n, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, pc, pu), out, grad_out)
-    a.grad_scale = 1.0
-    a.reduction = red
-    cdef int kid = k.kid, f32 = _dtype_f32(tn)
-    with nogil:
-        status = fl_run(kid, f32, &a, &res)
-    _status(status, &res, t, 0)
-    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
+    return _call(k.kid, tn, red, &a, t, 0, out, grad_out, return_grad, user_out, user_grad)
 
 
 def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, reduction,
@@ -556,8 +575,7 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     indices (...) or probabilities (..., C); a loss per row."""
     cdef int red = _reduction(reduction)
     cdef fl_args a
-    cdef fl_result res
-    cdef int tn, nd, status, i
+    cdef int tn, nd, i
     cdef fl_index C, n_rows = 1, n
     cdef bint probs
     memset(&a, 0, sizeof(a))
@@ -600,15 +618,8 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
                 and cnp.PyArray_DIM(<cnp.ndarray>weight, 0) == C):
             wu, wc = _validate().class_weight(weight, C, x.dtype)
     user_out, user_grad = out, grad_out
-    if not (_buffer_ok(out, tn, nd - 1, dims, red == FL_REDUCE_NONE) and
-            _buffer_ok(grad_out, tn, nd, dims, return_grad)):
-        out, grad_out = _validate().check_outputs(
-            _RED_NAMES[red], return_grad, out, grad_out, x.shape[:-1], x.shape, x.dtype,
-            [tu, t, wu, wc], (xu, x))
-    if red == FL_REDUCE_NONE and out is None:
-        out = _new(nd - 1, dims, tn)
-    if return_grad and grad_out is None:
-        grad_out = _new(nd, dims, tn)
+    out, grad_out = _outputs(red, return_grad, out, grad_out, tn, nd, nd - 1, dims, x, xu, t,
+                             tu, wc, wu, None, None)
     if C > 0 and n_rows > (<fl_index>1 << 62) // C:
         raise ValueError("shape too large")
     n = n_rows * C
@@ -624,13 +635,8 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     a.loss_out = _buf(out, tn, n_rows, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)
-    a.grad_scale = 1.0
-    a.reduction = red
-    cdef int kid = k.kid2 if probs else k.kid, f32 = _dtype_f32(tn)
-    with nogil:
-        status = fl_run(kid, f32, &a, &res)
-    _status(status, &res, tu, C)
-    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
+    return _call(k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out, return_grad,
+                 user_out, user_grad)
 
 
 def index_message(target, Py_ssize_t pos, value, Py_ssize_t n_classes):

@@ -174,21 +174,37 @@ _register(
 )
 
 
-def _on_logits(name, kernel, params, torch, summary, formula, grad):
-    """An element-wise loss on logits with targets in [0, 1]."""
+def _elementwise(name, kernel, inputs, params, torch, summary, formula, grad, **fields):
+    """Registers an element-wise loss."""
     _register(
         LossSpec(
             name=name,
             kernel=kernel,
             kind="elementwise",
-            inputs=("logits", "target"),
+            inputs=inputs,
             params=params,
-            target_domain="unit",
             torch=torch,
             summary=summary,
             formula=formula,
             grad=grad,
+            **fields,
         )
+    )
+
+
+def _on_logits(name, kernel, params, torch, summary, formula, grad, **fields):
+    """An element-wise loss on logits with targets in [0, 1]."""
+    _elementwise(
+        name,
+        kernel,
+        ("logits", "target"),
+        params,
+        torch,
+        summary,
+        formula,
+        grad,
+        target_domain="unit",
+        **fields,
     )
 
 
@@ -200,6 +216,7 @@ _on_logits(
     "Binary cross-entropy on logits, stable for logits of any magnitude.",
     "loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
     "grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))",
+    hess=True,
 )
 _on_logits(
     "sigmoid_focal_loss",
@@ -223,19 +240,16 @@ _on_logits(
 
 def _regression(name, kernel, summary, formula, grad, params=()):
     """An element-wise loss on e = input - target, with weight= and a hessian."""
-    _register(
-        LossSpec(
-            name=name,
-            kernel=kernel,
-            kind="elementwise",
-            inputs=("input", "target"),
-            params=params + (_WEIGHT,),
-            torch=f"torch.nn.functional.{name}",
-            summary=summary,
-            formula=formula + ", e = input - target",
-            grad=grad,
-            hess=True,
-        )
+    _elementwise(
+        name,
+        kernel,
+        ("input", "target"),
+        params + (_WEIGHT,),
+        f"torch.nn.functional.{name}",
+        summary,
+        formula + ", e = input - target",
+        grad,
+        hess=True,
     )
 
 

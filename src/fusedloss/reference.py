@@ -475,9 +475,11 @@ def huber_loss(
 ):
     """Huber loss (``torch.nn.functional.huber_loss``), ``e = input - target``::
 
-    loss = 0.5 * e**2                     if |e| <= delta
-           delta * (|e| - 0.5 * delta)    otherwise
-    grad = clamp(e, -delta, delta)        (NaN stays NaN)
+        loss = 0.5 * e**2                     if |e| <= delta
+               delta * (|e| - 0.5 * delta)    otherwise
+        grad = clamp(e, -delta, delta)        (NaN stays NaN)
+
+    ``weight`` multiplies both; ``"mean"`` divides by the number of elements.
     """
     delta = _at_least("delta", delta, 0.0, strict=True)
 
@@ -574,8 +576,10 @@ def l1_loss(
 ):
     """L1 loss (``torch.nn.functional.l1_loss``), ``e = input - target``::
 
-    loss = w * |e|
-    grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
+        loss = w * |e|
+        grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
+
+    ``"mean"`` divides by the number of elements (not by the summed weights).
     """
     return _error_loss(
         input,
