@@ -70,11 +70,15 @@ enum {
     FL_E_INDEX = 1,       /* a class index out of range: result->bad_pos / bad_value */
     FL_E_INTERRUPTED = 2, /* stopped by the interrupt hook; acc[0] is NaN */
     FL_E_UNSUPPORTED = 3, /* an option this kernel does not implement (e.g. hess) */
-    FL_E_UNKNOWN = 4      /* fl_run: no kernel with that id */
+    FL_E_UNKNOWN = 4,     /* fl_run: no kernel with that id */
+    FL_E_DOMAIN = 5       /* a value outside the loss's domain (probabilities outside
+                             [0, 1], labels outside {-1, +1}): result->bad_pos, and
+                             bad_value the argument (0 the input, 1 the target) */
 };
 
 /* flags */
-#define FL_NO_CHECK 1   /* class indices: skip the check pass (reduction must not be mean) */
+#define FL_NO_CHECK 1   /* class indices, domains: skip the check pass (class-index
+                           reductions must not be mean) */
 #define FL_CHECK_ONLY 2 /* class indices: run only the check pass (acc[1], bad_pos) */
 
 /* The arguments of every kernel.  Zero-initialise, then set what applies

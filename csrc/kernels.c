@@ -87,6 +87,9 @@ static double fl_grad_factor(const fl_args *a, double denom)
     return denom != 0 ? s / denom : 0.0;
 }
 
+/* Domains a kernel checks before writing (elementwise.inc's ew_check). */
+enum { FL_DOMAIN_UNIT = 0, FL_DOMAIN_SIGN = 1 };
+
 /* ---- the two precisions ------------------------------------------------ */
 #define FL_PRECISION 32
 #include "instantiate.inc"

@@ -52,6 +52,8 @@ cdef extern from "fusedloss.h" nogil:
     enum: FL_E_INTERRUPTED
     enum: FL_E_UNSUPPORTED
     enum: FL_E_UNKNOWN
+    enum: FL_E_DOMAIN
+    enum: FL_NO_CHECK
     # array sizes as in fusedloss.h (FL_MAX_INPUTS, FL_MAX_PARAMS, FL_NACC):
     # checked against the header at import
     ctypedef struct fl_args:
@@ -315,6 +317,9 @@ cdef class Kernel:
     cdef bint lo_open[4]
     cdef bint hi_open[4]
     cdef bint scale_like[4]
+    cdef bint slow[4]
+    cdef readonly bint batchmean
+    cdef readonly bint index_only
     cdef readonly tuple names
     cdef readonly tuple weight_names
 
@@ -333,6 +338,9 @@ cdef class Kernel:
             self.lo_open[i] = p.lo_open
             self.hi_open[i] = p.hi_open
             self.scale_like[i] = p.scale_like
+            self.slow[i] = p.kind != "float" or bool(p.choices)
+        self.batchmean = "batchmean" in spec.reductions
+        self.index_only = spec.target_domain == "class"
         self.names = tuple(spec.inputs)
         self.weight_names = tuple(p.name for p in spec.weights) + ("weight", "weight")
 
@@ -350,15 +358,22 @@ cdef object _validate():
     return _V
 
 
-cdef dict _REDUCE = {"mean": FL_REDUCE_MEAN, "sum": FL_REDUCE_SUM, "none": FL_REDUCE_NONE}
-cdef tuple _RED_NAMES = ("mean", "sum", "none")
+# "batchmean" (kl_div): the sum over the first axis's length, run as a sum
+cdef enum:
+    RED_BATCHMEAN = 3
+cdef dict _REDUCE = {"mean": FL_REDUCE_MEAN, "sum": FL_REDUCE_SUM, "none": FL_REDUCE_NONE,
+                     "batchmean": RED_BATCHMEAN}
+cdef tuple _RED_NAMES = ("mean", "sum", "none", "batchmean")
+cdef tuple _RED_PLUS = ("mean", "sum", "none", "batchmean")
 
 
-cdef int _reduction(object reduction) except -1:
+cdef int _reduction(object reduction, bint batchmean=False) except -1:
     if type(reduction) is str:
         r = _REDUCE.get(reduction)
-        if r is not None:
+        if r is not None and (r != RED_BATCHMEAN or batchmean):
             return r
+    if batchmean:
+        return _REDUCE[_validate().check_reduction(reduction, _RED_PLUS)]
     return _REDUCE[_validate().check_reduction(reduction)]
 
 
@@ -384,7 +399,7 @@ cdef int _params(Kernel k, tuple values, double *out) except -1:
         raise TypeError(f"{k.spec.name}: expected {k.n_float} parameters")
     for i in range(k.n_float):
         x = values[i]
-        if type(x) is float:
+        if type(x) is float and not k.slow[i]:
             v = x
             if isfinite(v) and (v > k.lo[i] if k.lo_open[i] else v >= k.lo[i]) and \
                     (v < k.hi[i] if k.hi_open[i] else v <= k.hi[i]):
@@ -446,13 +461,16 @@ cdef object _new(int nd, cnp.npy_intp *dims, int tn):
 
 
 cdef object _finish(int red, const fl_result *res, int tn, object loss_out, object grad,
-                    bint return_grad, object user_out, object user_grad):
+                    bint return_grad, object user_out, object user_grad, double batch):
     """The value a loss returns: the per-element/row array for "none" (the
     caller's own out object when given), else the sum or the mean (NaN over
-    nothing) as a NumPy scalar of the compute dtype; with the gradient (the
-    caller's grad_out object when given)."""
+    nothing; "batchmean": the sum over `batch`) as a NumPy scalar of the compute
+    dtype; with the gradient (the caller's grad_out object when given)."""
     cdef double total = res.acc[0], denom = res.acc[1]
     cdef float total32
+    if red == RED_BATCHMEAN:
+        red = FL_REDUCE_MEAN
+        denom = batch
     if red == FL_REDUCE_NONE:
         loss = user_out if user_out is not None else loss_out
     else:
@@ -469,9 +487,10 @@ cdef object _finish(int red, const fl_result *res, int tn, object loss_out, obje
     return loss, (user_grad if user_grad is not None else grad)
 
 
-cdef int _status(int status, const fl_result *res, object target, fl_index n_classes
-                 ) except -1:
-    """Raises what a kernel's status says."""
+cdef int _status(int status, const fl_result *res, object target, fl_index n_classes,
+                 Kernel k, tuple read) except -1:
+    """Raises what a kernel's status says (read: the arrays as the kernel read them,
+    for the message of a value outside the loss's domain)."""
     if status == FL_OK:
         return 0
     if status == FL_E_INTERRUPTED:
@@ -479,6 +498,8 @@ cdef int _status(int status, const fl_result *res, object target, fl_index n_cla
         raise KeyboardInterrupt
     if status == FL_E_INDEX:
         raise IndexError(index_message(target, res.bad_pos, res.bad_value, n_classes))
+    if status == FL_E_DOMAIN:
+        raise ValueError(domain_message(k, read[res.bad_value], res.bad_value, res.bad_pos))
     raise RuntimeError(f"fusedloss kernel failed with status {status}")
 
 
@@ -504,19 +525,24 @@ cdef tuple _outputs(int red, bint return_grad, object out, object grad_out, int 
     return out, grad_out
 
 
-cdef object _call(int kid, int tn, int red, fl_args *a, object target, fl_index n_classes,
-                  object out, object grad_out, bint return_grad, object user_out,
-                  object user_grad):
+cdef object _call(Kernel k, int kid, int tn, int red, fl_args *a, object target,
+                  fl_index n_classes, object out, object grad_out, bint return_grad,
+                  object user_out, object user_grad, tuple read=(), fl_index batch=1):
     """Runs kernel kid with the GIL released; raises what its status says; the
-    value the loss returns."""
+    value the loss returns.  "batchmean" runs as a sum with the gradient over
+    `batch` (the first axis's length)."""
     cdef fl_result res
     cdef int status, f32 = _dtype_f32(tn)
     a.grad_scale = 1.0
     a.reduction = red
+    if red == RED_BATCHMEAN:
+        a.reduction = FL_REDUCE_SUM
+        a.grad_scale = 1.0 / batch if batch > 0 else 0.0
     with nogil:
         status = fl_run(kid, f32, a, &res)
-    _status(status, &res, target, n_classes)
-    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad)
+    _status(status, &res, target, n_classes, k, read)
+    return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad,
+                   <double>batch)
 
 
 def elementwise(Kernel k, input, target, tuple params, weight, weight2, reduction,
@@ -525,7 +551,7 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
 
     params: the spec's float parameters in order; weight / weight2: the spec's
     broadcast weights (None when absent or not taken)."""
-    cdef int red = _reduction(reduction)
+    cdef int red = _reduction(reduction, k.batchmean)
     cdef fl_args a
     cdef fl_index wshape[FL_BCAST_MAXDIM]
     cdef fl_index wstride[FL_BCAST_MAXDIM]
@@ -566,7 +592,8 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
     a.loss_out = _buf(out, tn, n, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, pc, pu), out, grad_out)
-    return _call(k.kid, tn, red, &a, t, 0, out, grad_out, return_grad, user_out, user_grad)
+    return _call(k, k.kid, tn, red, &a, t, 0, out, grad_out, return_grad, user_out, user_grad,
+                 (x, t), dims[0] if nd > 0 else 1)
 
 
 def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, reduction,
@@ -606,6 +633,9 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
         probs = True
     else:
         probs, tu, t = _validate().class_targets(target, xu, x.dtype)
+    if probs and k.index_only:
+        raise ValueError(f"{k.spec.name} takes integer class indices of shape "
+                         f"{k.names[0]}.shape[:-1] as target, not class probabilities")
     if probs and a.ignore_index != -100:
         raise ValueError("ignore_index is only supported for class-index targets, not "
                          "probability targets")
@@ -635,8 +665,32 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     a.loss_out = _buf(out, tn, n_rows, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)
-    return _call(k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out, return_grad,
-                 user_out, user_grad)
+    return _call(k, k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out,
+                 return_grad, user_out, user_grad)
+
+
+_DOMAIN_TEXT = {
+    "prob": "is outside [0, 1] ({name} takes probabilities)",
+    "sign": "is not a label in {{-1, +1}} ({name} takes labels -1 and +1)",
+}
+
+
+def domain_message(Kernel k, arr, int which, Py_ssize_t pos):
+    """'input[3, 1] = 1.5 is outside [0, 1] (...)': a value outside a loss's domain,
+    at its multi-index in `arr` (the array the kernel read)."""
+    spec = k.spec
+    domain = spec.input_domain if which == 0 else spec.target_domain
+    shape = arr.shape
+    where = []
+    rem = pos
+    for d in reversed(shape):
+        where.append(rem % d if d else 0)
+        rem = rem // d if d else 0
+    where.reverse()
+    value = arr.reshape(-1)[pos]
+    name = k.names[which]
+    label = name if not shape else name + "[" + ", ".join(str(i) for i in where) + "]"
+    return f"{label} = {value} " + _DOMAIN_TEXT[domain].format(name=spec.name)
 
 
 def index_message(target, Py_ssize_t pos, value, Py_ssize_t n_classes):

@@ -28,8 +28,10 @@ class Param:
     """One keyword of a loss.
 
     kind: "float" (a finite real scalar in [lo, hi], an open end when lo_open /
-    hi_open), "int" (an integer, e.g. ignore_index) or "weight" (an optional array
-    broadcast to the input, or for class-axis losses one value per class).
+    hi_open; or one of ``choices``), "bool" (True / False, passed to the kernel as
+    1.0 / 0.0 with the floats), "int" (an integer, e.g. ignore_index) or "weight"
+    (an optional array broadcast to the input, or for class-axis losses one value per
+    class).
     scale_like: float32 must hold it as 0 or a normal number (delta, beta), since
     the kernel divides by it or compares errors with it."""
 
@@ -42,9 +44,12 @@ class Param:
     hi_open: bool = False
     scale_like: bool = False
     doc: str = ""
+    choices: tuple = ()
 
     def range_text(self):
         """The valid range as text, e.g. '> 0' or 'in [0, 1]'."""
+        if self.choices:
+            return "in {" + ", ".join(_num(c) for c in self.choices) + "}"
         if self.lo == -_INF and self.hi == _INF:
             return "finite"
         if self.hi == _INF:
@@ -57,6 +62,8 @@ class Param:
         )
 
     def in_range(self, v):
+        if self.choices:
+            return v in self.choices
         if self.lo_open and not v > self.lo or not self.lo_open and not v >= self.lo:
             return False
         if self.hi_open and not v < self.hi or not self.hi_open and not v <= self.hi:
@@ -73,11 +80,19 @@ class LossSpec:
     """One public loss.
 
     name: the public function; kernel: its entry in csrc/losses.def; kind:
-    "elementwise" (input and target of one shape, a loss per element) or
-    "class_axis" (a class axis, last; a loss per row); inputs: the positional
-    argument names; params: the keywords before ``reduction``, in signature order;
-    target_domain: "real", "unit" (probabilities in [0, 1]) or "index" (class
-    indices, or probabilities of the logits' shape); reference: the NumPy twin in
+    "elementwise" (input and target of one shape, a loss per element),
+    "class_axis" (a class axis, last; a loss per row), "sample" (the first axis is
+    the sample axis, every other axis is summed within a sample; a loss per sample)
+    or "multi" (several differentiable inputs of one shape, the first ``n_grads``
+    inputs; a loss per element, or per row of the last axis when ``rows``; a target,
+    when the loss has one, of the loss's shape); inputs: the positional argument
+    names; params: the keywords before ``reduction``, in signature order;
+    input_domain: "real", "prob" (probabilities in [0, 1], checked: ValueError) or
+    "logprob" (log-probabilities, not checked); target_domain: "real", "unit"
+    (probabilities in [0, 1], not checked), "sign" (labels in {-1, +1}, checked:
+    ValueError; NaN propagates), "index" (class indices, or probabilities of the
+    logits' shape) or "class" (class indices only); reductions: the reductions
+    taken beyond mean / sum / none (kl_div's "batchmean"); reference: the NumPy twin in
     fusedloss.reference (same name); torch: the PyTorch function it matches
     (documentation and tests); formula: the loss per element / row (docstring);
     grad: its gradient; hess: whether return_hess is implemented (not yet public)."""
@@ -95,11 +110,16 @@ class LossSpec:
     notes: str = ""
     hess: bool = False
     extra_kernels: tuple = field(default=())
+    input_domain: str = "real"
+    n_grads: int = 1
+    rows: bool = False
+    reductions: tuple = ()
 
     @property
     def floats(self):
-        """The float parameters, in the kernel's param[] order."""
-        return tuple(p for p in self.params if p.kind == "float")
+        """The scalar parameters the kernel receives (floats and bools), in its
+        param[] order."""
+        return tuple(p for p in self.params if p.kind in ("float", "bool"))
 
     @property
     def weights(self):
@@ -293,6 +313,271 @@ _regression(
     "L1 loss (mean absolute error).",
     "loss = |e|",
     "grad = sign(e) (0 at e == 0, NaN kept)",
+)
+
+
+# ---- the wider family ---------------------------------------------------------
+
+_elementwise(
+    "binary_cross_entropy",
+    "bce_prob",
+    ("input", "target"),
+    (_WEIGHT,),
+    "torch.nn.functional.binary_cross_entropy",
+    "Binary cross-entropy on probabilities (each log clamped to >= -100, as PyTorch).",
+    "loss = -w (t max(log x, -100) + (1 - t) max(log(1 - x), -100))",
+    "grad = w (x - t) / max(x (1 - x), 1e-12)",
+    input_domain="prob",
+    target_domain="unit",
+    hess=True,
+    notes="``input`` must hold probabilities: a value outside [0, 1] is a ValueError "
+    "(NaN propagates).",
+)
+
+
+def _margin(name, kernel, summary, formula, grad, params=()):
+    """A margin loss on labels y in {-1, +1}."""
+    _elementwise(
+        name,
+        kernel,
+        ("input", "target"),
+        params + (_WEIGHT,),
+        "",
+        summary,
+        formula,
+        grad,
+        target_domain="sign",
+        hess=True,
+        notes="``target`` holds labels in {-1, +1}: any other value is a ValueError "
+        "(NaN propagates).",
+    )
+
+
+_margin(
+    "hinge_loss",
+    "hinge",
+    "Hinge loss (the linear SVM's), labels in {-1, +1}.",
+    "loss = w max(0, margin - y x)",
+    "grad = -w y where margin - y x > 0, else 0 (0 at the kink)",
+    (Param("margin", 1.0, doc="the margin the prediction must clear"),),
+)
+_margin(
+    "exponential_loss",
+    "exponential",
+    "Exponential loss (AdaBoost's), labels in {-1, +1}.",
+    "loss = w exp(-y x)",
+    "grad = -w y exp(-y x)",
+)
+_elementwise(
+    "kl_div",
+    "kl_div",
+    ("input", "target"),
+    (
+        Param(
+            "log_target",
+            False,
+            "bool",
+            doc="``target`` holds log-probabilities (no exp overflow: the loss is "
+            "``exp(t) (t - x)``)",
+        ),
+        _WEIGHT,
+    ),
+    "torch.nn.functional.kl_div",
+    "Kullback-Leibler divergence; ``input`` holds log-probabilities.",
+    "loss = w (xlogy(t, t) - t x)   (log_target: w exp(t) (t - x))",
+    "grad = -w t   (log_target: -w exp(t))",
+    input_domain="logprob",
+    hess=True,
+    reductions=("batchmean",),
+    notes='``reduction="batchmean"`` divides the sum by the length of the first axis '
+    '(the mathematical KL divergence per sample); ``"mean"`` divides by the number of '
+    "elements, as PyTorch.  A zero target gives 0 (``xlogy``).",
+)
+_on_logits(
+    "heatmap_focal_loss",
+    "heatmap_focal",
+    (
+        Param("alpha", 2.0, lo=0.0, doc="focusing exponent on the prediction"),
+        Param("beta", 4.0, lo=0.0, doc="penalty reduction around the peaks: (1 - heatmap)^beta"),
+        _WEIGHT,
+    ),
+    "",
+    "CenterNet / CornerNet penalty-reduced focal loss on a heatmap, from the logits.",
+    "loss = -(1 - p)^alpha log p where heatmap == 1, else "
+    "-(1 - heatmap)^beta p^alpha log(1 - p); p = sigmoid(x)",
+    "the closed form, in log-space from the logits (no clamping)",
+    notes='``"mean"`` divides the sum by ``max(1, number of positives)`` (elements with '
+    "heatmap == 1) over the whole input, as CenterNet does.",
+)
+
+
+def _class_index(name, kernel, inputs, params, torch, summary, formula, grad, notes=""):
+    """A loss over the class axis with class-index targets only."""
+    _register(
+        LossSpec(
+            name=name,
+            kernel=kernel,
+            kind="class_axis",
+            inputs=inputs,
+            params=params,
+            target_domain="class",
+            torch=torch,
+            summary=summary,
+            formula=formula,
+            grad=grad,
+            notes=notes,
+        )
+    )
+
+
+_IGNORE = Param(
+    "ignore_index",
+    -100,
+    "int",
+    doc="rows whose class index equals it add nothing",
+)
+_class_index(
+    "nll_loss",
+    "nll",
+    ("input", "target"),
+    (
+        Param(
+            "weight",
+            None,
+            "weight",
+            doc="class weights, shape ``(C,)``; the mean divides by the summed weights of "
+            "the rows that count",
+        ),
+        _IGNORE,
+    ),
+    "torch.nn.functional.nll_loss",
+    "Negative log-likelihood; ``input`` holds log-probabilities, classes last.",
+    "loss = -w[y] x[y]",
+    "grad = -w[y] at the target class, 0 elsewhere",
+)
+_class_index(
+    "softmax_focal_loss",
+    "softmax_focal",
+    ("logits", "target"),
+    (
+        Param("alpha", None, "weight", doc="class weights, shape ``(C,)``, or None"),
+        Param("gamma", 2.0, lo=0.0, doc="focusing exponent"),
+        _IGNORE,
+    ),
+    "",
+    "Multi-class focal loss on softmax probabilities.",
+    "loss = -alpha[y] (1 - p_y)^gamma log p_y, p = softmax(z)",
+    "the closed form, finite for every gamma >= 0 at saturated predictions (the analytic "
+    "limit)",
+    notes='``"mean"`` divides by the number of rows that are not ignored (not by the '
+    "summed alpha); ``gamma=0`` with ``alpha=None`` is ``softmax_cross_entropy``.",
+)
+_class_index(
+    "multi_margin_loss",
+    "multi_margin",
+    ("input", "target"),
+    (
+        Param("p", 1, choices=(1, 2), doc="1 for the hinge, 2 for the squared hinge"),
+        Param("margin", 1.0, doc="the margin the target's score must clear"),
+        Param(
+            "weight",
+            None,
+            "weight",
+            doc="class weights, shape ``(C,)``: a row is weighted by its target's",
+        ),
+    ),
+    "torch.nn.functional.multi_margin_loss",
+    "Multi-class hinge loss (the multi-class SVM's), classes last.",
+    "loss = w[y] / C sum_{j != y} max(0, margin - x[y] + x[j])^p",
+    "grad_j = w[y] / C p max(0, margin - x[y] + x[j])^(p-1) (j != y), grad_y = -sum_j grad_j",
+    notes='``"mean"`` divides by the number of rows.',
+)
+_register(
+    LossSpec(
+        name="dice_loss",
+        kernel="dice",
+        kind="sample",
+        inputs=("logits", "target"),
+        params=(Param("smooth", 1.0, lo=0.0, doc="added to the numerator and denominator"),),
+        target_domain="unit",
+        summary="Soft Dice loss per sample on sigmoid probabilities.",
+        formula="loss = 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), "
+        "p = sigmoid(x), sums over every axis but the first",
+        grad="grad = p (1 - p) (N - 2 t D) / D^2, N and D the numerator and denominator",
+        notes="The first axis is the sample axis; per-class Dice of ``(N, C, H, W)`` is the "
+        "same call on the view ``(N * C, H * W)``.",
+    )
+)
+
+
+def _multi(name, kernel, inputs, n_grads, rows, params, torch, summary, formula, grad, notes=""):
+    _register(
+        LossSpec(
+            name=name,
+            kernel=kernel,
+            kind="multi",
+            inputs=inputs,
+            params=params,
+            n_grads=n_grads,
+            rows=rows,
+            torch=torch,
+            summary=summary,
+            formula=formula,
+            grad=grad,
+            notes=notes,
+        )
+    )
+
+
+_multi(
+    "margin_ranking_loss",
+    "margin_ranking",
+    ("input1", "input2", "target"),
+    2,
+    False,
+    (Param("margin", 0.0, doc="the margin"),),
+    "torch.nn.functional.margin_ranking_loss",
+    "Margin ranking loss: input1 should rank above input2 where target is 1.",
+    "loss = max(0, -y (x1 - x2) + margin)",
+    "grad = (-y, y) where -y (x1 - x2) + margin >= 0 (PyTorch's clamp_min), else 0",
+)
+_multi(
+    "triplet_margin_loss",
+    "triplet",
+    ("anchor", "positive", "negative"),
+    3,
+    True,
+    (
+        Param("margin", 1.0, doc="the margin"),
+        Param("p", 2.0, lo=0.0, lo_open=True, doc="the norm's degree"),
+        Param("eps", 1e-6, doc="added to each difference before its norm"),
+        Param(
+            "swap",
+            False,
+            "bool",
+            doc="use min(d(a, n), d(p, n)) as the negative distance (the distance swap)",
+        ),
+    ),
+    "torch.nn.functional.triplet_margin_loss",
+    "Triplet margin loss over rows of the last axis.",
+    "loss = max(0, d(a, p) - d(a, n) + margin), d(u, v) = ||u - v + eps||_p",
+    "the gradients for anchor, positive and negative",
+)
+_multi(
+    "contrastive_loss",
+    "contrastive",
+    ("x1", "x2", "target"),
+    2,
+    True,
+    (
+        Param("margin", 1.0, doc="the margin dissimilar pairs are pushed beyond"),
+        Param("eps", 1e-6, doc="added to the difference before its norm"),
+    ),
+    "",
+    "Contrastive loss over rows of the last axis; target 1 for a similar pair.",
+    "loss = y d^2 + (1 - y) max(0, margin - d)^2, d = ||x1 - x2 + eps||_2",
+    "grad_x1 = 2 (y - (1 - y) max(0, margin - d) / d) (x1 - x2 + eps) = -grad_x2",
+    notes="``target`` has the shape of the loss (the inputs' without the last axis).",
 )
 
 

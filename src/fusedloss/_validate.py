@@ -153,9 +153,16 @@ def class_weight(weight, n_classes, dtype):
 
 
 def check_param(param, value):
-    """A float parameter of the registry (fusedloss._registry.Param): finite, in its
-    range; returned as a Python float."""
+    """A float or bool parameter of the registry (fusedloss._registry.Param): finite,
+    in its range (or one of its choices); a bool must be a bool (numpy's too).
+    Returned as a Python float (a bool as 1.0 / 0.0)."""
+    if param.kind == "bool":
+        if isinstance(value, (bool, np.bool_)):
+            return 1.0 if value else 0.0
+        raise TypeError(f"{param.name} must be a bool, got {value!r}")
     v = finite_param(value, param.name)
+    if param.choices and isinstance(value, (float, np.floating)) and not v.is_integer():
+        raise ValueError(f"{param.name} must be {param.range_text()}, got {value!r}")
     if not param.in_range(v):
         raise ValueError(f"{param.name} must be {param.range_text()}, got {v}")
     return v

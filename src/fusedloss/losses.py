@@ -59,6 +59,10 @@ _DTYPES = (
 )
 _TARGETS = {
     "real": "of the shape of ``{0}``, converted to the compute dtype.",
+    "sign": "labels -1 or +1 of the shape of ``{0}`` (any other value is a ValueError; NaN "
+    "propagates), converted to the compute dtype.",
+    "class": "integer class indices of shape ``{0}.shape[:-1]`` (any integer dtype; one out "
+    "of range is an IndexError).",
     "unit": "of the shape of ``{0}``, converted to the compute dtype; probabilities in "
     "[0, 1] (other values are computed by the same formula, not refused).",
     "index": "integer class indices of shape ``{0}.shape[:-1]`` (any integer dtype; one "
@@ -66,7 +70,17 @@ _TARGETS = {
 }
 
 
+_INPUTS = {
+    "real": _DTYPES,
+    "prob": "probabilities in [0, 1] (any other value is a ValueError; NaN propagates). "
+    + _DTYPES,
+    "logprob": "log-probabilities (not checked). " + _DTYPES,
+}
+
+
 def _param_doc(p):
+    if p.kind == "bool":
+        return f"{p.name} : bool, default {p.default!r}", p.doc
     if p.kind == "weight":
         return f"{p.name} : array_like, optional", p.doc
     if p.kind == "int":
@@ -88,8 +102,11 @@ def _docstring(spec):
             + (" with the class axis last." if spec.kind == "class_axis" else "."),
             "",
         ]
+    per = {"elementwise": "Per element::", "sample": "Per sample::"}
+    if spec.kind == "multi":
+        per["multi"] = "Per row::" if spec.rows else "Per element::"
     lines += [
-        "Per element::" if spec.kind == "elementwise" else "Per row::",
+        per.get(spec.kind, "Per row::"),
         "",
         f"    {spec.formula}",
         f"    {spec.grad}",
@@ -99,12 +116,31 @@ def _docstring(spec):
         lines += [spec.notes, ""]
     lines += ["Parameters", "----------"]
     first, *others = spec.inputs
-    lines += _item(f"{first} : array_like", _DTYPES)
+    lines += _item(f"{first} : array_like", _INPUTS[spec.input_domain])
+    if spec.kind == "multi":
+        for name in others[: spec.n_grads - 1]:
+            lines += _item(f"{name} : array_like", f"of the shape of ``{first}``.")
+        if len(spec.inputs) > spec.n_grads:
+            shape = "``{0}.shape[:-1]``" if spec.rows else "the shape of ``{0}``"
+            lines += _item(
+                f"{spec.inputs[-1]} : array_like",
+                ("of " + shape + ", converted to the compute dtype.").format(first),
+            )
+        others = []
     for name in others:
         lines += _item(f"{name} : array_like", _TARGETS[spec.target_domain].format(first))
     for p in spec.params:
         lines += _item(*_param_doc(p))
     for name, _, typ, doc in _COMMON:
+        if name == "reduction" and spec.reductions:
+            extra = ", ".join(repr(r) for r in spec.reductions)
+            typ = "{'mean', 'sum', 'none', " + extra + "}, default 'mean'"
+            doc += ' ``"batchmean"``: the sum over the length of the first axis.'
+        if name == "grad_out" and spec.n_grads > 1:
+            doc = (
+                f"a tuple of {spec.n_grads} arrays (or None entries) receiving the "
+                "gradients; each may be its own input (in place)."
+            )
         lines += _item(f"{name} : {typ}", doc)
     lines += [
         "",
@@ -112,14 +148,30 @@ def _docstring(spec):
         "-------",
         "loss : numpy scalar or ndarray",
         '    the reduced loss, or the per-element (per-row) losses for ``"none"``.',
-        "grad : ndarray",
-        "    with ``return_grad=True`` (then ``(loss, grad)`` is returned).",
     ]
+    if spec.n_grads > 1:
+        names = ", ".join(spec.inputs[: spec.n_grads])
+        lines += [
+            "grads : tuple of ndarray",
+            f"    with ``return_grad=True``: the gradients with respect to {names} "
+            "(then ``(loss, grads)`` is returned).",
+        ]
+    else:
+        lines += [
+            "grad : ndarray",
+            "    with ``return_grad=True`` (then ``(loss, grad)`` is returned).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def _make(spec):
     """The public function of `spec`: a real signature, calling the compiled path."""
+    if spec.kernel not in _kernels.kernel_names():  # DEVELOPMENT ONLY: removed before commit
+        def missing(*args, **kwargs):
+            raise NotImplementedError(f"{spec.name}: no C kernel yet")
+
+        missing.__name__ = spec.name
+        return missing
     kernel = _kernels.Kernel(spec)
     keywords = [f"{p.name}={p.default!r}" for p in spec.params]
     keywords += [f"{name}={default}" for name, default, _, _ in _COMMON]
@@ -129,6 +181,8 @@ def _make(spec):
     args = ", ".join(spec.inputs)
     if spec.kind == "elementwise":
         call = f"_elementwise(_K, {args}, ({floats}), {weights[0]}, {weights[1]}, {tail})"
+    elif spec.kind in ("sample", "multi"):
+        call = f"_multi(_K, ({args},), ({floats}), {tail})"
     else:
         ignore = "ignore_index" if any(p.name == "ignore_index" for p in spec.params) else "-100"
         call = f"_class_axis(_K, {args}, {weights[0]}, {ignore}, ({floats}), {tail})"
@@ -137,6 +191,7 @@ def _make(spec):
         "_K": kernel,
         "_elementwise": _kernels.elementwise,
         "_class_axis": _kernels.class_axis,
+        "_multi": getattr(_kernels, "multi", None),  # DEVELOPMENT ONLY
     }
     exec(compile(src, f"<fusedloss.{spec.name}>", "exec"), namespace)
     fn = namespace[spec.name]
