@@ -77,7 +77,8 @@ enum {
 };
 
 /* flags */
-#define FL_NO_CHECK 1   /* class indices, domains: skip the check pass (class-index
+#define FL_NO_CHECK                                                                                \
+    1                   /* class indices, domains: skip the check pass (class-index                \
                            reductions must not be mean) */
 #define FL_CHECK_ONLY 2 /* class indices: run only the check pass (acc[1], bad_pos) */
 

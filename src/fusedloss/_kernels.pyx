@@ -2,7 +2,7 @@
 """The one path from Python to the C kernels.
 
 Every public loss (made from the registry, fusedloss._registry) calls
-`elementwise` or `class_axis` here with its arguments as the user gave them.
+`elementwise`, `class_axis` or `multi` here with its arguments as the user gave them.
 Each argument is checked once: what is already canonical (an exact ndarray of
 the compute dtype, C-contiguous, native, of the right shape; a plain float in
 range) is taken as it is, checked on the array's own C struct; anything else
@@ -12,6 +12,7 @@ struct (type, dtype, layout, size, writability, aliasing), the call runs with
 the GIL released, and `_finish` makes the returned value.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memset
@@ -667,6 +668,157 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)
     return _call(k, k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out,
                  return_grad, user_out, user_grad)
+
+
+cdef object _as_input(object a, str name, object dtype, tuple shape, str what):
+    """(the user's array, it converted to dtype, C-contiguous), of exactly `shape`."""
+    if _canonical(a, 0) and a.dtype == dtype and a.shape == shape:
+        return a, a
+    V = _validate()
+    u = V.as_numeric(a, name)
+    if u.shape != shape:
+        raise ValueError(f"{name} has shape {u.shape}, expected {shape} ({what})")
+    return u, V.contiguous(u, dtype)
+
+
+def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out, grad_out,
+          n_threads):
+    """Per-sample losses (kind "sample": the first axis is the sample axis) and losses
+    of several differentiable inputs (kind "multi": the spec's first n_grads inputs,
+    of one shape; a loss per element, or per row of the last axis; a target, when the
+    loss has one, of the loss's shape).  Several gradients come back as a tuple and
+    grad_out takes one (entries None or arrays; an array may be its own input)."""
+    cdef int red = _reduction(reduction)
+    cdef fl_args a
+    cdef int tn, nd, i, n_diff
+    cdef fl_index n_rows = 1, F = 1, n
+    memset(&a, 0, sizeof(a))
+    spec = k.spec
+    names = k.names
+    _params(k, params, a.param)
+    xu = x = inputs[0]
+    if not _canonical(x, 0):
+        xu, x = _validate().numeric_input(x, names[0])
+    tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+    shape = x.shape
+    dtype = x.dtype
+    sample = spec.kind == "sample"
+    n_diff = 1 if sample else spec.n_grads
+    if (sample or spec.rows) and nd == 0:
+        raise ValueError(f"{names[0]} must have at least one dimension"
+                         + (" (the sample axis)" if sample else " (rows are the last axis)"))
+    if sample:
+        loss_shape = shape[:1]
+    elif spec.rows:
+        loss_shape = shape[:-1]
+    else:
+        loss_shape = shape
+    for d in loss_shape:
+        n_rows *= d
+    n = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    F = n // n_rows if n_rows > 0 else (shape[-1] if nd else 1)
+    if sample and n_rows == 0:
+        F = 1
+        for d in shape[1:]:
+            F *= d
+    users = [xu]
+    conv = [x]
+    for i in range(1, len(inputs)):
+        if sample or i < n_diff:
+            u, c = _as_input(inputs[i], names[i], dtype, shape,
+                             f"the shape of {names[0]}")
+        else:
+            u, c = _as_input(inputs[i], names[i], dtype, loss_shape,
+                             f"{names[0]}.shape[:-1]" if spec.rows else f"the shape of {names[0]}")
+        users.append(u)
+        conv.append(c)
+    if _dtype_f32(tn):
+        _params_in_f32(k, a.param)
+    a.n_threads = _threads(n_threads)
+    user_out = out
+    V = None
+    everything = [v for v in users + conv if cnp.PyArray_Check(v)]
+    if out is not None:
+        V = _validate()
+        if red != FL_REDUCE_NONE:
+            raise ValueError(f"out is only used with reduction='none', not {_RED_NAMES[red]!r}")
+        out = V.check_buffer(out, "out", loss_shape, dtype, everything)
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out was given but return_grad is False")
+    if n_diff == 1:
+        given = [grad_out]
+    elif grad_out is None:
+        given = [None] * n_diff
+    else:
+        if not isinstance(grad_out, (tuple, list)) or len(grad_out) != n_diff:
+            raise ValueError(f"grad_out must be a tuple of {n_diff} arrays (or None entries) "
+                             f"for {spec.name}, one per input {', '.join(names[:n_diff])}")
+        given = list(grad_out)
+    user_grads = list(given)
+    grads = [None] * n_diff
+    if return_grad:
+        V = _validate()
+        for i in range(n_diff):
+            gname = "grad_out" if n_diff == 1 else f"grad_out[{i}]"
+            if given[i] is not None:
+                others = [v for j, v in enumerate(everything) if v is not conv[i]]
+                g = V.check_buffer(given[i], gname, shape, dtype, others, allowed=conv[i])
+                if users[i] is not conv[i] and cnp.PyArray_Check(users[i]) and \
+                        _overlap(<cnp.ndarray>g, <cnp.ndarray>users[i]):
+                    raise ValueError(f"{gname} overlaps {names[i]} but {names[i]} is not a "
+                                     "C-contiguous array of the compute dtype, so it cannot "
+                                     "be overwritten in place")
+                grads[i] = g
+            else:
+                grads[i] = _new(nd, cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
+    if red == FL_REDUCE_NONE and out is None:
+        out = np.empty(loss_shape, dtype)
+    a.n = n_rows
+    a.n_classes = F
+    for i in range(len(inputs)):
+        if sample or i < n_diff:
+            a.input[i] = _buf(conv[i], tn, n, False, names[i])
+    if not sample and len(inputs) > n_diff:
+        a.target = _buf(conv[n_diff], tn, n_rows, False, names[n_diff])
+        a.input[n_diff] = NULL
+    a.loss_out = _buf(out, tn, n_rows, True, "out")
+    for i in range(n_diff):
+        a.grad[i] = _buf(grads[i], tn, n, True, "grad_out")
+    _check_multi(conv, users, out, grads)
+    result_grads = grads[0] if n_diff == 1 else tuple(
+        user_grads[i] if user_grads[i] is not None else grads[i] for i in range(n_diff))
+    return _call(k, k.kid, tn, red, &a, None, 0, out, result_grads if return_grad else None,
+                 return_grad, user_out, user_grads[0] if n_diff == 1 else None)
+
+
+cdef int _check_multi(list conv, list users, object out, list grads) except -1:
+    """The aliasing rules on the real buffers: out overlaps nothing; gradient i
+    overlaps nothing but, exactly, its own (converted) input i."""
+    cdef Py_ssize_t i, j
+    arrays = [v for v in conv + users if v is not None and cnp.PyArray_Check(v)]
+    if out is not None:
+        for v in arrays + [g for g in grads if g is not None]:
+            if _overlap(<cnp.ndarray>out, <cnp.ndarray>v):
+                raise ValueError("out overlaps an input or gradient array")
+    for i in range(len(grads)):
+        g = grads[i]
+        if g is None:
+            continue
+        for j in range(len(grads)):
+            if j != i and grads[j] is not None and _overlap(<cnp.ndarray>g, <cnp.ndarray>grads[j]):
+                raise ValueError("two grad_out arrays overlap")
+        for v in arrays:
+            if not _overlap(<cnp.ndarray>g, <cnp.ndarray>v):
+                continue
+            if v is conv[i] and cnp.PyArray_DATA(<cnp.ndarray>g) == \
+                    cnp.PyArray_DATA(<cnp.ndarray>v) and \
+                    cnp.PyArray_NBYTES(<cnp.ndarray>g) == cnp.PyArray_NBYTES(<cnp.ndarray>v):
+                if not any(w is not v and _overlap(<cnp.ndarray>g, <cnp.ndarray>w)
+                           for w in conv):
+                    continue
+            raise ValueError("grad_out overlaps an input array")
+    return 0
 
 
 _DOMAIN_TEXT = {

@@ -467,8 +467,7 @@ _class_index(
     "",
     "Multi-class focal loss on softmax probabilities.",
     "loss = -alpha[y] (1 - p_y)^gamma log p_y, p = softmax(z)",
-    "the closed form, finite for every gamma >= 0 at saturated predictions (the analytic "
-    "limit)",
+    "the closed form, finite for every gamma >= 0 at saturated predictions (the analytic limit)",
     notes='``"mean"`` divides by the number of rows that are not ignored (not by the '
     "summed alpha); ``gamma=0`` with ``alpha=None`` is ``softmax_cross_entropy``.",
 )

@@ -2,7 +2,7 @@
 
 Each function has an explicit signature (introspectable: ``help()``,
 ``inspect.signature``, IDEs) and a docstring generated from its spec, and calls
-the one compiled path (fusedloss._kernels.elementwise / class_axis), which checks
+the one compiled path (fusedloss._kernels.elementwise / class_axis / multi), which checks
 every argument once, before anything is written, and runs one fused C kernel.
 Semantics follow PyTorch's functions of the same names with the class axis last
 (see the API contract).
@@ -72,8 +72,7 @@ _TARGETS = {
 
 _INPUTS = {
     "real": _DTYPES,
-    "prob": "probabilities in [0, 1] (any other value is a ValueError; NaN propagates). "
-    + _DTYPES,
+    "prob": "probabilities in [0, 1] (any other value is a ValueError; NaN propagates). " + _DTYPES,
     "logprob": "log-probabilities (not checked). " + _DTYPES,
 }
 
@@ -166,12 +165,6 @@ def _docstring(spec):
 
 def _make(spec):
     """The public function of `spec`: a real signature, calling the compiled path."""
-    if spec.kernel not in _kernels.kernel_names():  # DEVELOPMENT ONLY: removed before commit
-        def missing(*args, **kwargs):
-            raise NotImplementedError(f"{spec.name}: no C kernel yet")
-
-        missing.__name__ = spec.name
-        return missing
     kernel = _kernels.Kernel(spec)
     keywords = [f"{p.name}={p.default!r}" for p in spec.params]
     keywords += [f"{name}={default}" for name, default, _, _ in _COMMON]
@@ -191,7 +184,7 @@ def _make(spec):
         "_K": kernel,
         "_elementwise": _kernels.elementwise,
         "_class_axis": _kernels.class_axis,
-        "_multi": getattr(_kernels, "multi", None),  # DEVELOPMENT ONLY
+        "_multi": _kernels.multi,
     }
     exec(compile(src, f"<fusedloss.{spec.name}>", "exec"), namespace)
     fn = namespace[spec.name]
