@@ -647,7 +647,7 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
         wu = wc = weight
         if not (_canonical(weight, tn) and cnp.PyArray_NDIM(<cnp.ndarray>weight) == 1
                 and cnp.PyArray_DIM(<cnp.ndarray>weight, 0) == C):
-            wu, wc = _validate().class_weight(weight, C, x.dtype)
+            wu, wc = _validate().class_weight(weight, C, x.dtype, k.weight_names[0])
     user_out, user_grad = out, grad_out
     out, grad_out = _outputs(red, return_grad, out, grad_out, tn, nd, nd - 1, dims, x, xu, t,
                              tu, wc, wu, None, None)
@@ -662,7 +662,7 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
                     k.names[1])
     a.weight = _bcast(None, tn, 0, "weight", NULL, NULL)
     a.weight2 = a.weight
-    a.weight.ptr = _buf(wc, tn, C, False, "weight")
+    a.weight.ptr = _buf(wc, tn, C, False, k.weight_names[0])
     a.loss_out = _buf(out, tn, n_rows, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
     _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)

@@ -144,11 +144,11 @@ def class_targets(target, x, dtype):
     )
 
 
-def class_weight(weight, n_classes, dtype):
+def class_weight(weight, n_classes, dtype, name="weight"):
     """(the user's class weights, converted): one per class."""
-    w = as_numeric(weight, "weight")
+    w = as_numeric(weight, name)
     if w.shape != (n_classes,):
-        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got {w.shape}")
+        raise ValueError(f"{name} must have shape ({n_classes},) (one per class), got {w.shape}")
     return w, contiguous(w, dtype)
 
 

@@ -61,68 +61,93 @@ def _torch():
 
 
 def _cases(dtype, ce_sizes, ew_sizes, rng):
-    """(loss name, shape, fast call, reference call, torch call factory, bytes)."""
+    """(loss name, shape, fast call, reference call, torch call factory, bytes): every
+    loss of the registry; class-axis losses at ``ce_sizes``, the others at
+    ``ew_sizes`` (elements, samples x features, or rows x features)."""
     out = []
-    isz = np.dtype(dtype).itemsize
-    for n, c in ce_sizes:
-        x = rng.normal(size=(n, c)).astype(dtype) * 3
-        t = rng.integers(0, c, n)
-        g = np.empty_like(x)
-        out.append(
-            dict(
-                loss="softmax_cross_entropy",
-                shape=(n, c),
-                x=x,
-                fast=lambda x=x, t=t, g=g: losses.softmax_cross_entropy(
-                    x, t, return_grad=True, grad_out=g
-                ),
-                ref=lambda x=x, t=t: reference.softmax_cross_entropy(x, t, return_grad=True),
-                torch=lambda torch, x=x, t=t: (
-                    torch.from_numpy(x),
-                    torch.from_numpy(t),
-                    torch.nn.functional.cross_entropy,
-                ),
-                sklearn=lambda L, x=x, t=t: _sk_call(
-                    L.HalfMultinomialLoss(n_classes=x.shape[1]), t.astype(x.dtype), x
-                ),
-                nbytes=2 * x.size * isz + t.size * 8,
-            )
-        )
-    for n, c in ew_sizes:
-        x = rng.normal(size=(n, c)).astype(dtype) * 3
-        tb = (rng.uniform(size=(n, c)) > 0.7).astype(dtype)
-        tr = (x + rng.normal(size=(n, c))).astype(dtype)
-        g = np.empty_like(x)
-        sk = {
-            "binary_cross_entropy_with_logits": lambda L: L.HalfBinomialLoss(),
-            "huber_loss": lambda L: L.HuberLoss(delta=1.0),
-        }
-        for spec in LOSSES.values():  # every element-wise loss of the registry
-            if spec.kind != "elementwise":
-                continue
-            name = spec.name
-            t = tb if spec.target_domain == "unit" else tr
-            fast_fn = getattr(losses, name)
-            ref_fn = getattr(reference, name)
-            out.append(
-                dict(
-                    sklearn=(lambda L, mk=sk[name], x=x, t=t: _sk_call(mk(L), t.ravel(), x.ravel()))
-                    if name in sk
-                    else None,
-                    loss=name,
-                    shape=(n, c),
-                    x=x,
-                    fast=lambda f=fast_fn, x=x, t=t, g=g: f(x, t, return_grad=True, grad_out=g),
-                    ref=lambda f=ref_fn, x=x, t=t: f(x, t, return_grad=True),
-                    torch=lambda torch, name=name, x=x, t=t: (
-                        torch.from_numpy(x),
-                        torch.from_numpy(t),
-                        _torch_fn(torch, name),
-                    ),
-                    nbytes=3 * x.size * isz,
-                )
-            )
+    for spec in LOSSES.values():
+        sizes = ce_sizes if spec.kind == "class_axis" else ew_sizes
+        for n, c in sizes:
+            out.append(_case(spec, n, c, np.dtype(dtype), rng))
     return out
+
+
+_SK = {
+    "softmax_cross_entropy": lambda L, x: L.HalfMultinomialLoss(n_classes=x.shape[1]),
+    "binary_cross_entropy_with_logits": lambda L, x: L.HalfBinomialLoss(),
+    "huber_loss": lambda L, x: L.HuberLoss(delta=1.0),
+}
+
+
+def _bench_args(spec, n, c, dtype, rng):
+    """The positional arguments of `spec` at size (n, c), in its domains."""
+    x = rng.normal(size=(n, c)).astype(dtype) * 3
+    if spec.kind == "class_axis":
+        t = rng.integers(0, c, n)
+        if spec.name == "nll_loss":
+            x = x - np.log(np.exp(x).sum(-1, keepdims=True))
+        return (x.astype(dtype), t)
+    if spec.kind == "multi":
+        others = [rng.normal(size=(n, c)).astype(dtype) * 3 for _ in range(spec.n_grads - 1)]
+        args = [x, *others]
+        if len(spec.inputs) > spec.n_grads:
+            shape = (n,) if spec.rows else (n, c)
+            y = rng.uniform(size=shape) > 0.5
+            args.append((np.where(y, 1.0, -1.0) if not spec.rows else y).astype(dtype))
+        return tuple(args)
+    if spec.input_domain == "prob":
+        x = rng.uniform(size=(n, c)).astype(dtype)
+    elif spec.input_domain == "logprob":
+        x = np.log(rng.dirichlet(np.ones(c), size=n)).astype(dtype)
+    if spec.target_domain == "sign":
+        t = np.where(rng.uniform(size=(n, c)) > 0.5, 1.0, -1.0).astype(dtype)
+    elif spec.target_domain == "unit":
+        t = (rng.uniform(size=(n, c)) > 0.7).astype(dtype)
+        if spec.name == "heatmap_focal_loss":
+            t = np.where(rng.uniform(size=(n, c)) > 0.99, 1.0, rng.uniform(size=(n, c)) * 0.9)
+            t = t.astype(dtype)
+        if spec.name == "kl_div":
+            t = rng.dirichlet(np.ones(c), size=n).astype(dtype)
+    elif spec.name == "kl_div":
+        t = rng.dirichlet(np.ones(c), size=n).astype(dtype)
+    else:
+        t = (x + rng.normal(size=(n, c))).astype(dtype)
+    return (x, t)
+
+
+def _case(spec, n, c, dtype, rng):
+    name = spec.name
+    args = _bench_args(spec, n, c, dtype, rng)
+    x = args[0]
+    n_diff = spec.n_grads if spec.kind == "multi" else 1
+    grads = tuple(np.empty_like(x) for _ in range(n_diff))
+    g = grads if n_diff > 1 else grads[0]
+    fast_fn = getattr(losses, name)
+    ref_fn = getattr(reference, name)
+    isz = dtype.itemsize
+    # bytes: every input read, every gradient written
+    nbytes = sum(np.asarray(a).nbytes for a in args) + n_diff * x.size * isz
+    sk = _SK.get(name)
+    if sk is not None and name == "softmax_cross_entropy":
+        sklearn = lambda L, x=x, t=args[1]: _sk_call(sk(L, x), t.astype(x.dtype), x)  # noqa: E731
+    elif sk is not None:
+        sklearn = lambda L, x=x, t=args[1]: _sk_call(sk(L, x), t.ravel(), x.ravel())  # noqa: E731
+    else:
+        sklearn = None
+    return dict(
+        loss=name,
+        shape=(n, c),
+        x=x,
+        fast=lambda f=fast_fn, a=args, g=g: f(*a, return_grad=True, grad_out=g),
+        ref=lambda f=ref_fn, a=args: f(*a, return_grad=True),
+        torch=lambda torch, name=name, a=args, k=n_diff: (
+            [torch.from_numpy(v) for v in a],
+            k,
+            _torch_fn(torch, name),
+        ),
+        sklearn=sklearn,
+        nbytes=nbytes,
+    )
 
 
 def _sklearn():
@@ -141,9 +166,13 @@ def _sk_call(loss, y, raw):
 
 
 def _torch_fn(torch, name):
-    """The PyTorch function timed against `name`: torch.nn.functional's of that name,
-    or torchvision's focal loss written out (torchvision is not a dependency)."""
+    """The PyTorch computation timed against `name` (forward, mean): torch.nn.functional's
+    function of that name, or the same formula in torch operations where torch has none
+    (torchvision's focal loss; hinge, exponential, heatmap focal, softmax focal, Dice,
+    contrastive)."""
     F = torch.nn.functional
+    if name == "softmax_cross_entropy":
+        return F.cross_entropy
     if name == "sigmoid_focal_loss":
 
         def focal(x, t, alpha=0.25, gamma=2.0):
@@ -155,15 +184,55 @@ def _torch_fn(torch, name):
             return loss.mean()
 
         return focal
+    if name == "hinge_loss":
+        return lambda x, y: torch.clamp_min(1.0 - y * x, 0).mean()
+    if name == "exponential_loss":
+        return lambda x, y: torch.exp(-y * x).mean()
+    if name == "kl_div":
+        return lambda x, t: F.kl_div(x, t, reduction="mean")
+    if name == "heatmap_focal_loss":
+
+        def heatmap(x, t, alpha=2.0, beta=4.0):
+            pos = t.eq(1)
+            p = torch.sigmoid(x)
+            lp, lq = F.logsigmoid(x), F.logsigmoid(-x)
+            pos_loss = -((1 - p) ** alpha) * lp * pos
+            neg_loss = -((1 - t) ** beta) * p**alpha * lq * (~pos)
+            return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp_min(1)
+
+        return heatmap
+    if name == "softmax_focal_loss":
+
+        def sfocal(x, t, gamma=2.0):
+            lp = F.log_softmax(x, -1).gather(1, t[:, None])[:, 0]
+            return (-((1 - lp.exp()) ** gamma) * lp).mean()
+
+        return sfocal
+    if name == "dice_loss":
+
+        def dice(x, t, smooth=1.0):
+            p = torch.sigmoid(x).flatten(1)
+            t = t.flatten(1)
+            num = 2 * (p * t).sum(1) + smooth
+            return (1 - num / (p.sum(1) + t.sum(1) + smooth)).mean()
+
+        return dice
+    if name == "contrastive_loss":
+
+        def contrastive(x1, x2, y, margin=1.0):
+            d = F.pairwise_distance(x1, x2)
+            return (y * d**2 + (1 - y) * torch.clamp_min(margin - d, 0) ** 2).mean()
+
+        return contrastive
     return getattr(F, name)
 
 
 def _torch_time(torch, case):
-    x, t, f = case["torch"](torch)
+    args, n_diff, f = case["torch"](torch)
 
     def run():
-        xr = x.detach().requires_grad_(True)
-        f(xr, t).backward()
+        a = [v.detach().requires_grad_(True) if i < n_diff else v for i, v in enumerate(args)]
+        f(*a).backward()
 
     return _time(run)
 
