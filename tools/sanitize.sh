@@ -61,7 +61,7 @@ for mode in $modes; do
 #!/usr/bin/env bash
 name=$(basename "$1")
 extra=()
-case $name in test_threads|test_kernels) extra=(quick) ;; esac
+case $name in test_threads|test_kernels|test_family) extra=(quick) ;; esac
 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
     "$@" "${extra[@]}"
 rc=$?
@@ -78,7 +78,7 @@ RUNNER
         tsan)
             supp=$(cd "$here/../csrc/tests" && pwd)/tsan.supp
             export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}:suppressions=$supp"
-            FL_TESTS="test_kernels test_threads" FL_TEST_BUILD=$base/tsan \
+            FL_TESTS="test_kernels test_threads test_family" FL_TEST_BUILD=$base/tsan \
                 "$run" "$cc" -fsanitize=thread -g || status=1
             ;;
         *)

@@ -5,7 +5,7 @@
 # avx2 / avx512 targets are included unless FL_TARGETS=baseline.  Each test
 # binary runs once per target this CPU supports (FL_FORCE_TARGET selects it).
 # Environment: CC, FL_TARGETS (SIMD targets), FL_TESTS (drivers to run, default
-# "test_kernels test_threads test_vmath"), FL_TEST_BUILD (build directory),
+# "test_kernels test_threads test_family test_vmath"), FL_TEST_BUILD (build directory),
 # FL_TEST_RUNNER (a command prefix, e.g. valgrind), FL_TEST_QUICK=1 (the
 # drivers' smaller sizes).
 set -euo pipefail
@@ -38,7 +38,7 @@ done
 "$cc" "${flags[@]}" "${have[@]}" -c "$src/dispatch.c" -o "$build/dispatch.o" "$@"
 "$cc" "${flags[@]}" -c "$src/runtime.c" -o "$build/runtime.o" "$@"
 objs+=("$build/dispatch.o" "$build/runtime.o")
-tests=${FL_TESTS:-test_kernels test_threads test_vmath}
+tests=${FL_TESTS:-test_kernels test_threads test_family test_vmath}
 wants() { case " $tests " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # Runs one driver, printing how long it took.
 run_one() {
@@ -54,12 +54,12 @@ run_one() {
 status=0
 # Drivers of the dispatched kernels: one binary, run once per target.  The
 # vector-maths test needs test_kernels too: it says which targets the CPU runs.
-for name in test_kernels test_threads; do
+for name in test_kernels test_threads test_family; do
     wants "$name" || { [ "$name" = test_kernels ] && wants test_vmath; } || continue
     "$cc" "${flags[@]}" "$here/$name.c" "${objs[@]}" -o "$build/$name" -lm -pthread "$@"
 done
 for t in $targets; do
-    for name in test_kernels test_threads; do
+    for name in test_kernels test_threads test_family; do
         wants "$name" || continue
         FL_FORCE_TARGET=$t run_one "$name [$t]" ${FL_TEST_RUNNER:-} "$build/$name" || status=1
     done
