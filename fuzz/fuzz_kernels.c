@@ -36,6 +36,7 @@
  * and aborts, so libFuzzer saves the input as a crash reproducer.
  */
 #include "fusedloss.h"
+#include "tests/family_layouts.h"
 #include "tests/legacy_api.h"
 
 #include <float.h>
@@ -163,11 +164,12 @@ enum {
     K_MSE,
     K_L1,
     K_INTROSPECT,
+    K_FAMILY,
     N_KERNELS
 };
 static const char *const KNAME[] = {
-    "ce_check_targets", "ce_index", "ce_prob", "bce",          "focal", "huber",
-    "smooth_l1",        "mse",      "l1",      "introspection"
+    "ce_check_targets", "ce_index", "ce_prob", "bce",           "focal", "huber",
+    "smooth_l1",        "mse",      "l1",      "introspection", "family"
 };
 
 typedef struct {
@@ -751,6 +753,142 @@ static void introspect(reader *r)
     }
 }
 
+/* ---------------------------------------------------------------- every kernel */
+
+/* Any kernel of losses.def through fl_run (layouts: csrc/tests/family_layouts.h),
+ * with adversarial values, sizes up to 64K elements, class indices valid,
+ * ignored or out of range, domains respected or not.  Checks: a status every
+ * call agrees on; on an error found by a check pass (FL_E_INDEX, FL_E_DOMAIN)
+ * nothing written; otherwise n_threads 1 and 3 bitwise equal (NaNs compare
+ * equal), the loss-only sum the fused one, the first gradient in place the
+ * separate one; inputs never modified. */
+static void fuzz_family(reader *r, int f32)
+{
+    const int id = (int)(rd_byte(r) % FL_N_LOSSES);
+    const char *name = fl_loss_name(id);
+    const kspec *s = fl_family_find(name);
+    if (!s) {
+        fprintf(stderr, "fuzz_kernels: no layout for kernel %s\n", name);
+        abort();
+    }
+    const unsigned b = rd_byte(r);
+    fl_index rows = (fl_index)(rd_byte(r) % 65), F = (fl_index)(rd_byte(r) % 64 + 1);
+    if ((b & 7) == 7)
+        rows *= 16;
+    const fl_index n = rows * F;
+    const size_t es = f32 ? sizeof(float) : sizeof(double), bytes = (size_t)n * es;
+    const fl_index n_loss = fl_family_per_element(s) ? n : rows;
+    void *in[3] = { NULL, NULL, NULL }, *copy[3] = { NULL, NULL, NULL };
+    void *tgt = NULL, *tgt_copy = NULL;
+    size_t tbytes = 0;
+    const int n_in = s->layout == L_SAMPLE ? 2 : s->n_inputs;
+    for (int k = 0; k < n_in; ++k) {
+        in[k] = xalloc(bytes);
+        for (fl_index i = 0; i < n; ++i) {
+            double v = rd_value(r, f32);
+            if (k == 0 && s->domain == 1 && (b & 8)) /* mostly probabilities */
+                v = fabs(v) / (1.0 + fabs(v));
+            put(in[k], f32, i, v);
+        }
+    }
+    if (s->layout == L_CLASS) {
+        tbytes = (size_t)rows * sizeof(int64_t);
+        tgt = xalloc(tbytes);
+        for (fl_index i = 0; i < rows; ++i) {
+            const unsigned v = rd_byte(r);
+            int64_t t = (int64_t)(v % (unsigned)F);
+            if (v >= 250)
+                t = v == 255 ? (int64_t)F : v == 254 ? -1 : -100;
+            ((int64_t *)tgt)[i] = t;
+        }
+    } else if (s->layout != L_SAMPLE && s->layout != L_ROWS3) {
+        const fl_index nt = s->layout == L_ROWS2T ? rows : n;
+        tbytes = (size_t)nt * es;
+        tgt = xalloc(tbytes);
+        for (fl_index i = 0; i < nt; ++i) {
+            double v = rd_value(r, f32);
+            if (s->domain == 2 && (b & 8))
+                v = v >= 0 ? 1.0 : -1.0;
+            put(tgt, f32, i, v);
+        }
+    }
+    for (int k = 0; k < 3; ++k)
+        if (in[k])
+            copy[k] = dup(in[k], bytes);
+    if (tgt)
+        tgt_copy = dup(tgt, tbytes);
+    const int reduction = (int)((b >> 4) % 3);
+    void *lo[2], *g[2][3] = { { NULL } }, *sentinel = xalloc(bytes ? bytes : 1);
+    memset(sentinel, 0x7f, bytes);
+    fl_result res[2], res_lo;
+    int st[2];
+    for (int c = 0; c < 2; ++c) {
+        fl_args a = fl_family_args(s, in, tgt, rows, F, c == 0 ? 1 : 3);
+        a.reduction = reduction;
+        lo[c] = xalloc((size_t)n_loss * es);
+        a.loss_out = lo[c];
+        for (int k = 0; k < s->n_inputs; ++k) {
+            g[c][k] = xalloc(bytes);
+            memset(g[c][k], 0x7f, bytes);
+            a.grad[k] = g[c][k];
+        }
+        st[c] = fl_run(id, f32, &a, &res[c]);
+    }
+    fl_args a = fl_family_args(s, in, tgt, rows, F, 2);
+    a.reduction = reduction;
+    const int st_lo = fl_run(id, f32, &a, &res_lo);
+    if (st[0] != st[1] || st[0] != st_lo)
+        fail("threads or the loss-only call changed the status", name, f32, n);
+    if (st[0] == FL_E_DOMAIN ||
+        (st[0] == FL_E_INDEX && res[0].bad_pos >= 0 && s->layout == L_CLASS)) {
+        for (int c = 0; c < 2; ++c)
+            for (int k = 0; k < s->n_inputs; ++k)
+                if (memcmp(g[c][k], sentinel, bytes))
+                    fail("a check pass error wrote a gradient", name, f32, n);
+        if (res[0].bad_pos != res[1].bad_pos)
+            fail("threads changed the first bad position", name, f32, n);
+    } else if (st[0] == FL_OK) {
+        const double s0 = res[0].acc[0], s1 = res[1].acc[0], s2 = res_lo.acc[0];
+        if (!(isnan(s0) && isnan(s1)) && !same_double(s0, s1))
+            fail("threads: sums differ", name, f32, n);
+        if (!(isnan(s0) && isnan(s2)) && !same_double(s0, s2))
+            fail("loss-only sum differs", name, f32, n);
+        if (!same_values(lo[0], lo[1], f32, n_loss))
+            fail("threads: losses differ", name, f32, n);
+        for (int k = 0; k < s->n_inputs; ++k)
+            if (!same_values(g[0][k], g[1][k], f32, n))
+                fail("threads: gradients differ", name, f32, n);
+        /* the first gradient in place */
+        fl_args ai = fl_family_args(s, in, tgt, rows, F, 2);
+        fl_result ri;
+        void *x = dup(in[0], bytes);
+        ai.reduction = reduction;
+        ai.input[0] = x;
+        ai.grad[0] = x;
+        if (fl_run(id, f32, &ai, &ri) != FL_OK || !same_values(x, g[0][0], f32, n))
+            fail("in-place gradient differs", name, f32, n);
+        free(x);
+    } else {
+        fail("unexpected status", name, f32, n);
+    }
+    for (int k = 0; k < 3; ++k)
+        if (in[k] && memcmp(in[k], copy[k], bytes))
+            fail("an input was modified", name, f32, n);
+    if (tgt && memcmp(tgt, tgt_copy, tbytes))
+        fail("the target was modified", name, f32, n);
+    for (int k = 0; k < 3; ++k) {
+        free(in[k]);
+        free(copy[k]);
+        free(g[0][k]);
+        free(g[1][k]);
+    }
+    free(lo[0]);
+    free(lo[1]);
+    free(tgt);
+    free(tgt_copy);
+    free(sentinel);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     reader r = { data, size, 0 };
@@ -765,6 +903,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fl_target_set("best");
     if (c.kernel == K_INTROSPECT) {
         introspect(&r);
+        return 0;
+    }
+    if (c.kernel == K_FAMILY) {
+        fuzz_family(&r, c.f32);
         return 0;
     }
     const int want_loss = b1 & 1, want_grad = (b1 >> 1) & 1, with_w = (b1 >> 2) & 1;

@@ -25,7 +25,7 @@ spec in the registry is picked up by every test below with no edit.
 Tests that run compiled kernels use the `each_simd_target` fixture (conftest.py): once per
 compiled SIMD target, a visible skip for targets this CPU lacks; the fuzz tests draw a
 supported target per example instead.  FUSEDLOSS_FUZZ_EXAMPLES sets the number of
-examples per spec (default 200).
+examples per spec (default 100; set it higher for a deeper run).
 """
 
 import functools
@@ -39,7 +39,7 @@ import zlib
 import cases
 import numpy as np
 import pytest
-from _util import DTYPES, REDUCTIONS, assert_close, central_differences, compare, run_workers
+from _util import DTYPES, REDUCTIONS, assert_close, central_differences, run_workers
 from cases import LOSSES
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -50,7 +50,7 @@ from fusedloss import reference as ref
 
 NAMES = list(LOSSES)
 SHAPES = [(), (0,), (7,), (3, 5), (2, 3, 17)]  # shapes of the "none" loss
-LARGE = (300, 1024)  # a first input of 307,200 elements (>= 2**18: helper threads start)
+LARGE = (256, 1024)  # a first input of 2**18 elements (>= 2**18: helper threads start)
 SIM = pytest.mark.usefixtures("each_simd_target")
 
 
@@ -103,6 +103,12 @@ def _grid(ends=False):
 VARIANTS = _variants()
 GRID = _grid()
 GRID_LARGE = _grid(ends=True)
+GRID_TORCH = [
+    pytest.param(*p.values, shape, id=f"{p.id}-{shape}")
+    for p in GRID
+    for shape in ([(7,), (2, 3, 17)] if p.values[2] == "default" else [(2, 3, 17)])
+]
+GRID_LAST = list({p.values[:2]: p for p in GRID_LARGE}.values())  # each grid's last entry
 
 
 def _case(name, variant, sym, shape, dtype, *tags, scale=3.0, as_input_shape=False):
@@ -128,11 +134,41 @@ def _large(name, variant, gid, dtype):
     return args, kw
 
 
+def _flat(r):
+    """The arrays of a result, nested tuples (several gradients) flattened."""
+    if isinstance(r, (tuple, list)):
+        return [a for part in r for a in _flat(part)]
+    return [r]
+
+
 def _bits(r):
-    parts = r if isinstance(r, tuple) else (r,)
     return tuple(
-        (np.asarray(p).dtype.str, np.asarray(p).shape, np.asarray(p).tobytes()) for p in parts
+        (np.asarray(p).dtype.str, np.asarray(p).shape, np.asarray(p).tobytes()) for p in _flat(r)
     )
+
+
+def _grads(spec, r):
+    return cases.grads_of(spec, r)
+
+
+def _compare(spec, fast_fn, ref_fn, args, kwargs, dtype, reductions=REDUCTIONS):
+    """_util.compare, for one gradient or several."""
+    for reduction in reductions:
+        for return_grad in (False, True):
+            got = fast_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
+            want = ref_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
+            if return_grad:
+                assert_close(got[0], want[0], dtype, f"loss {reduction}")
+                gg, wg = _grads(spec, got), _grads(spec, want)
+                assert len(gg) == len(wg) == cases.n_grads(spec)
+                for k, (g, w) in enumerate(zip(gg, wg)):
+                    assert_close(g, w, dtype, f"grad {k} {reduction}")
+            else:
+                assert_close(got, want, dtype, f"loss {reduction}")
+
+
+def _reductions(spec):
+    return REDUCTIONS + list(spec.reductions)
 
 
 # ============================================================================ registry
@@ -169,17 +205,35 @@ def test_reference_signature_matches_registry(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_entry_is_consistent(name):
     spec = LOSSES[name]
-    assert spec.kind in ("elementwise", "class_axis")
-    assert spec.target_domain in ("real", "unit", "index")
-    assert (spec.target_domain == "index") == (spec.kind == "class_axis")
-    assert len(spec.inputs) == 2 and spec.torch
+    assert spec.kind in ("elementwise", "class_axis", "sample", "multi")
+    assert spec.target_domain in ("real", "unit", "index", "sign", "class")
+    assert spec.input_domain in ("real", "prob", "logprob")
+    assert (spec.target_domain in ("index", "class")) == (spec.kind == "class_axis")
+    assert cases.has_torch_twin(spec), "a PyTorch twin (spec.torch or cases._TORCH_INLINE)"
+    assert set(spec.reductions) <= {"batchmean"}
+    if spec.kind == "multi":
+        assert 2 <= spec.n_grads <= len(spec.inputs) <= spec.n_grads + 1
+        assert spec.target_domain == "real" and spec.input_domain == "real"
+        assert not spec.weights  # no weight= for several inputs
+    else:
+        assert len(spec.inputs) == 2 and spec.n_grads == 1 and not spec.rows
+    names = [p.name for p in spec.params]
+    assert len(set(names)) == len(names)
+    assert not set(names) & {"reduction", "return_grad", "out", "grad_out", "n_threads"}
     for p in spec.params:
-        assert p.kind in ("float", "int", "weight")
+        assert p.kind in ("float", "int", "weight", "bool")
         if p.kind == "float":
             assert p.in_range(p.default), (p.name, p.default, p.range_text())
             assert p.lo <= p.hi
+            assert all(p.in_range(c) for c in p.choices)
+        if p.kind == "bool":
+            assert isinstance(p.default, bool)
+        if p.kind == "int":
+            assert spec.target_domain in ("index", "class")
         if p.kind == "weight":
             assert p.default is None
+    scalars = [p.name for p in spec.params if p.kind in ("float", "bool")]
+    assert [p.name for p in spec.floats] == scalars
 
 
 # ============================================================================ (a) parity
@@ -187,73 +241,88 @@ def test_registry_entry_is_consistent(name):
 
 @SIM
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name,variant,gid,sym", GRID)
-def test_parity_with_reference(name, variant, gid, sym, shape, dtype):
-    spec, args, kw, _ = _case(name, variant, sym, shape, dtype)
-    compare(_public(spec), _reference(spec), args, kw, dtype)
+def test_parity_with_reference(name, variant, gid, sym, dtype):
+    """Every shape of SHAPES (0-d, empty, 1-3 dims) in one test (one test per shape cost
+    more in pytest's overhead than in the comparisons)."""
+    for shape in SHAPES:
+        spec, args, kw, _ = _case(name, variant, sym, shape, dtype)
+        try:
+            _compare(spec, _public(spec), _reference(spec), args, kw, dtype, _reductions(spec))
+        except AssertionError as e:
+            raise AssertionError(f"shape {shape}: {e}") from None
 
 
-@SIM
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_parity_with_reference_large(name, variant, gid, sym, dtype):
+    """The large input (helper threads start) on every SIMD target this CPU supports,
+    against one reference result (the reference is the slow part; tests/conftest.py's
+    skips show the targets this CPU lacks)."""
     spec = LOSSES[name]
     args, kw = _large(name, variant, gid, dtype)
     fn = _public(spec)
-    for reduction in REDUCTIONS:
-        want_loss, want_grad = _reference(spec)(*args, reduction=reduction, return_grad=True, **kw)
-        loss, grad = fn(*args, reduction=reduction, return_grad=True, **kw)
-        assert_close(loss, want_loss, dtype, f"loss {reduction}")
-        assert_close(grad, want_grad, dtype, f"grad {reduction}")
-        assert_close(
-            fn(*args, reduction=reduction, **kw), want_loss, dtype, f"loss only {reduction}"
-        )
+    before = _kernels.build_info()[2]
+    for reduction in _reductions(spec):
+        want = _reference(spec)(*args, reduction=reduction, return_grad=True, **kw)
+        for simd in SUPPORTED_SIMD:
+            _kernels.set_simd(simd)
+            try:
+                got = fn(*args, reduction=reduction, return_grad=True, **kw)
+                only = fn(*args, reduction=reduction, **kw)
+            finally:
+                _kernels.set_simd(before)
+            what = f"{simd} {reduction}"
+            assert_close(got[0], want[0], dtype, f"loss {what}")
+            for k, (g, w) in enumerate(zip(_grads(spec, got), _grads(spec, want))):
+                assert_close(g, w, dtype, f"grad {k} {what}")
+            assert_close(only, want[0], dtype, f"loss only {what}")
 
 
 # ============================================================================ (b) gradients
 
 
-def _away_from_kinks(spec, x, t, kw):
-    """Moves input elements whose error lies within 1e-3 of a kink of the loss."""
-    k = np.array(cases.kinks(spec, kw))
-    if k.size == 0:
-        return x
-    x = x.copy()
-    for _ in range(20):
-        close = (np.abs((x - t)[..., None] - k) < 1e-3).any(axis=-1)
-        if not close.any():
-            return x
-        x[close] += 0.01
-    raise AssertionError("could not move the inputs away from the kinks")
+def _away_from_kinks(spec, args, kw, *tags):
+    """The arguments moved away from the loss's kinks (cases.smooth_point)."""
+    return cases.smooth_point(spec, args, kw, _rng(spec.name, "kinks", *tags))
 
 
 @SIM
 @pytest.mark.parametrize("name,variant,gid,sym", GRID)
 def test_gradient_finite_differences(name, variant, gid, sym):
-    spec, (x, t), kw, _ = _case(name, variant, sym, (3, 4), np.float64, "fd", scale=2.0)
-    x = _away_from_kinks(spec, x, t, kw)
+    spec, args, kw, _ = _case(name, variant, sym, (3, 4), np.float64, "fd", scale=2.0)
+    args = _away_from_kinks(spec, args, kw, gid)
     fn = _public(spec)
-    loss, g = fn(x, t, reduction="sum", return_grad=True, **kw)
-    assert g.shape == x.shape and g.dtype == np.float64
-
-    def total(z):
-        return float(fn(z, t, reduction="sum", **kw))
-
-    assert total(x) == loss
-    num = central_differences(total, x)
+    loss, *_ = res = fn(*args, reduction="sum", return_grad=True, **kw)
+    grads = _grads(spec, res)
     # rounding of the summed loss, amplified by 1 / (2h), bounds the difference's error
-    s = float(np.abs(fn(x, t, reduction="none", **kw)).sum())
-    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8 + 1e-9 * s)
-    assert np.abs(g).max() > 0  # a non-trivial case
+    s = float(np.abs(fn(*args, reduction="none", **kw)).sum())
+    nonzero = False
+    for k, g in enumerate(grads):
+        assert g.shape == args[k].shape and g.dtype == np.float64
+
+        def total(z, k=k):
+            a = list(args)
+            a[k] = z
+            return float(fn(*a, reduction="sum", **kw))
+
+        assert total(args[k]) == loss
+        num = central_differences(total, args[k])
+        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8 + 1e-9 * s, err_msg=f"grad {k}")
+        nonzero |= bool(np.abs(g).max() > 0)
+    assert nonzero  # a non-trivial case
 
 
 # ============================================================================ (c) validation
 
 
 def _buffers(spec, xshape, dtype, fill=-7.25):
+    """(out, grad_out): grad_out a tuple of buffers for a spec with several gradients."""
     cdt = _cdt(dtype)
-    return (np.full(cases.loss_shape(spec, xshape), fill, cdt), np.full(xshape, fill, cdt))
+    out = np.full(cases.loss_shape(spec, xshape), fill, cdt)
+    if spec.kind == "multi":
+        return out, tuple(np.full(xshape, fill, cdt) for _ in range(spec.n_grads))
+    return out, np.full(xshape, fill, cdt)
 
 
 def _fails_and_writes_nothing(spec, args, kw, exc, match, reduction="none"):
@@ -265,7 +334,8 @@ def _fails_and_writes_nothing(spec, args, kw, exc, match, reduction="none"):
     before = [np.array(a, copy=True) for a in args]
     with pytest.raises(exc, match=match):
         fn(*args, reduction=reduction, return_grad=True, out=out, grad_out=grad_out, **kw)
-    assert (out == -7.25).all() and (grad_out == -7.25).all()
+    assert (out == -7.25).all()
+    assert all((g == -7.25).all() for g in _flat(grad_out))
     for a, b in zip(args, before):
         np.testing.assert_array_equal(a, b)
 
@@ -305,11 +375,17 @@ def test_invalid_parameter(name, pname, value, exc, dtype):
 
 @pytest.mark.parametrize("name,variant", VARIANTS)
 def test_target_shape_mismatch(name, variant):
-    spec, (x, t), kw, _ = _case(name, variant, {}, (4, 6), np.float64)
-    for bad in (t[:-1], np.expand_dims(t, -1), np.ascontiguousarray(np.swapaxes(t, 0, 1))):
-        if bad.shape == t.shape:
-            continue
-        _fails_and_writes_nothing(spec, (x, bad), kw, ValueError, None)
+    """Every input after the first (the target; a second or third differentiable input)
+    of a wrong shape."""
+    spec, args, kw, _ = _case(name, variant, {}, (4, 6), np.float64)
+    for i in range(1, len(args)):
+        t = args[i]
+        for bad in (t[:-1], np.expand_dims(t, -1), np.ascontiguousarray(np.swapaxes(t, 0, 1))):
+            if bad.shape == t.shape:
+                continue
+            a = list(args)
+            a[i] = bad
+            _fails_and_writes_nothing(spec, tuple(a), kw, ValueError, None)
 
 
 # ============================================================================ (d) semantics
@@ -324,32 +400,49 @@ def test_out_and_grad_out_are_returned_and_filled(name, variant, gid, sym, dtype
     want_loss, want_grad = fn(*args, reduction="none", return_grad=True, **kw)
     out, grad_out = _buffers(spec, xshape, dtype)
     loss, grad = fn(*args, reduction="none", return_grad=True, out=out, grad_out=grad_out, **kw)
-    assert loss is out and grad is grad_out
+    assert loss is out
+    assert all(g is b for g, b in zip(_flat(grad), _flat(grad_out))) and type(grad) is type(
+        grad_out
+    )
     assert _bits((out, grad_out)) == _bits((want_loss, want_grad))
     out2, grad2 = _buffers(spec, xshape, dtype)
     assert fn(*args, reduction="none", out=out2, **kw) is out2
     assert _bits(out2) == _bits(want_loss)
-    for reduction in ("mean", "sum"):
+    for reduction in ("mean", "sum") + tuple(spec.reductions):
         want = fn(*args, reduction=reduction, return_grad=True, **kw)
-        grad2.fill(-7.25)
+        for g in _flat(grad2):
+            g.fill(-7.25)
         got = fn(*args, reduction=reduction, return_grad=True, grad_out=grad2, **kw)
-        assert got[1] is grad2
+        assert all(g is b for g, b in zip(_flat(got[1]), _flat(grad2)))
         assert _bits(got) == _bits(want)
+    if spec.kind == "multi":  # None entries are allocated; a list is taken as a tuple
+        for k in range(spec.n_grads):
+            buf = np.full(xshape, -7.25, _cdt(dtype))
+            partial = [None] * spec.n_grads
+            partial[k] = buf
+            got = fn(*args, reduction="sum", return_grad=True, grad_out=partial, **kw)
+            assert got[1][k] is buf and isinstance(got[1], tuple)
+            assert _bits(got) == _bits(fn(*args, reduction="sum", return_grad=True, **kw))
 
 
 @SIM
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name,variant,gid,sym", GRID)
 def test_grad_out_in_place(name, variant, gid, sym, dtype):
-    spec, (x, t), kw, _ = _case(name, variant, sym, (4, 6), dtype)
+    """grad_out is the first input (several gradients: each differentiable input its own
+    gradient's buffer, all at once)."""
+    spec, args, kw, _ = _case(name, variant, sym, (4, 6), dtype)
     fn = _public(spec)
-    for reduction in REDUCTIONS:
-        want = fn(x, t, reduction=reduction, return_grad=True, **kw)
-        xi = x.copy()
-        loss, g = fn(xi, t, reduction=reduction, return_grad=True, grad_out=xi, **kw)
-        assert g is xi
-        assert _bits((loss, g)) == _bits(want), reduction
-        assert not np.array_equal(xi, x)  # the input really was overwritten
+    k = cases.n_grads(spec)
+    for reduction in _reductions(spec):
+        want = fn(*args, reduction=reduction, return_grad=True, **kw)
+        ins = [a.copy() for a in args[:k]]
+        bufs = tuple(ins) if spec.kind == "multi" else ins[0]
+        got = fn(*ins, *args[k:], reduction=reduction, return_grad=True, grad_out=bufs, **kw)
+        assert all(g is b for g, b in zip(_flat(got[1]), ins))
+        assert _bits(got) == _bits(want), reduction
+        # the inputs really were overwritten
+        assert any(not np.array_equal(i, a) for i, a in zip(ins, args))
 
 
 @SIM
@@ -372,15 +465,30 @@ def test_thread_count_does_not_change_bits(name, variant, gid, sym, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_mean_over_empty_input(name, variant, gid, sym, dtype, shape):
+    """A mean over no losses is NaN with a zero (empty) gradient (heatmap_focal_loss: 0,
+    its mean divides by max(1, positives)); a "sample" input of empty samples is a mean over
+    samples (as the reference)."""
     spec, args, kw, xshape = _case(name, variant, sym, shape, dtype)
     fn = _public(spec)
-    loss, g = fn(*args, return_grad=True, **kw)
-    assert isinstance(loss, np.generic) and loss.dtype == dtype and np.isnan(loss)
-    assert g.shape == xshape and g.size == 0 and g.dtype == dtype
-    total, g = fn(*args, reduction="sum", return_grad=True, **kw)
-    assert total == 0 and total.dtype == dtype and g.shape == xshape
+    lshape = cases.loss_shape(spec, xshape)
+    res = fn(*args, return_grad=True, **kw)
+    loss = res[0]
+    assert isinstance(loss, np.generic) and loss.dtype == dtype
+    if math.prod(lshape) == 0:
+        if name in cases.MEAN_OF_NOTHING:
+            assert loss == cases.MEAN_OF_NOTHING[name]
+        else:
+            assert np.isnan(loss)
+    else:
+        want = _reference(spec)(*args, return_grad=True, **kw)
+        assert_close(loss, want[0], dtype, "mean of empty samples")
+    for k, g in enumerate(_grads(spec, res)):
+        assert g.shape == args[k].shape and g.size == 0 and g.dtype == dtype
+    res = fn(*args, reduction="sum", return_grad=True, **kw)
+    assert res[0] == 0 and res[0].dtype == dtype
+    assert all(g.shape == xshape for g in _grads(spec, res))
     none = fn(*args, reduction="none", **kw)
-    assert none.shape == cases.loss_shape(spec, xshape) and none.dtype == dtype
+    assert none.shape == lshape and none.dtype == dtype
 
 
 # ============================================================================ (e) robustness
@@ -390,26 +498,56 @@ def test_mean_over_empty_input(name, variant, gid, sym, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_non_finite_values_propagate_silently(name, variant, gid, sym, dtype):
-    spec, (x, t), kw, xshape = _case(name, variant, sym, (4, 6), dtype)
-    n_per_row = xshape[-1] if spec.kind == "class_axis" else 1
-    x = x.copy()
-    x.reshape(-1)[[0, 7 * n_per_row + 1, 13 * n_per_row + 2]] = [np.nan, np.inf, -np.inf]
-    nan_t = t.dtype.kind == "f"
+    """NaN, inf and -inf in the first input (probabilities: NaN only, +-inf are outside
+    [0, 1]), a NaN in the second differentiable input of a several-input loss, and a NaN
+    target: the reference's results, no warning; at the defaults each NaN reaches the loss
+    and every gradient of its row / element (the piecewise losses too: hinge, margins,
+    distances; class indices without a softmax: the NaN sits at the target's entry; a
+    gradient independent of the input stays finite)."""
+    spec, args, kw, xshape = _case(name, variant, sym, (4, 6), dtype)
+    x, t = args[0].copy(), None
+    lsize = math.prod(cases.loss_shape(spec, xshape))
+    n_per_row = x.size // lsize
+    first = 0
+    if spec.target_domain == "class":
+        first = int(args[1].reshape(-1)[0])  # row 0 is never ignored
+    where = [first, (7 * n_per_row + 1) % x.size, (13 * n_per_row + 2) % x.size]
+    bad = [np.nan] * 3 if spec.input_domain == "prob" else [np.nan, np.inf, -np.inf]
+    x.reshape(-1)[where] = bad
+    args = [x] + list(args[1:])
+    nan_rows = [0]  # the losses (rows, elements, samples) that a NaN reaches
+    if spec.kind == "multi":  # a NaN in the second differentiable input, row 9
+        args[1] = args[1].copy()
+        args[1].reshape(-1)[9 * n_per_row + min(1, n_per_row - 1)] = np.nan
+        nan_rows.append(9)
+    ti = cases.target_index(spec)
+    nan_t = ti is not None and args[ti].dtype.kind == "f"
     if nan_t:
-        t = t.copy()
-        t.reshape(-1)[3 * n_per_row] = np.nan
+        t = args[ti] = args[ti].copy()
+        per = t.size // lsize  # target elements per loss
+        t.reshape(-1)[3 * per] = np.nan
+        nan_rows.append(3)
     fn = _public(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(all="warn"):
-            compare(fn, _reference(spec), (x, t), kw, dtype)
-            loss, g = fn(x, t, reduction="none", return_grad=True, **kw)
-            mean = fn(x, t, **kw)
-    if gid == "default":  # no row is ignored where the NaNs are
-        assert np.isnan(loss.reshape(-1)[0]) and np.isnan(g.reshape(-1)[0])
-        assert np.isnan(mean)
-        if nan_t:
-            assert np.isnan(loss.reshape(-1)[3]) and np.isnan(g.reshape(-1)[3 * n_per_row])
+            _compare(spec, fn, _reference(spec), args, kw, dtype, _reductions(spec))
+            res = fn(*args, reduction="none", return_grad=True, **kw)
+            mean = fn(*args, **kw)
+    loss, grads = res[0].reshape(-1), _grads(spec, res)
+    if gid != "default":  # rows may be ignored where the NaNs are
+        return
+    assert np.isnan(mean)
+    for r in nan_rows:
+        assert np.isnan(loss[r]), f"loss {r}"
+        if r == 0 and name in cases.GRAD_INDEPENDENT_OF_INPUT:
+            continue  # a NaN input; a NaN target reaches the gradient (-w t)
+        for k, g in enumerate(grads):
+            g = g.reshape(lsize, -1)[r]
+            if spec.kind == "multi":  # every entry of the row: its distance is NaN
+                assert np.isnan(g).all(), f"grad {k}, loss {r}: {g}"
+            else:  # the NaN entry itself; a NaN target: the row's first entry
+                assert np.isnan(g[first if r == 0 else 0]), f"grad {k}, loss {r}: {g}"
 
 
 @SIM
@@ -418,31 +556,57 @@ def test_non_finite_values_propagate_silently(name, variant, gid, sym, dtype):
 )
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_float16_and_integer_inputs(name, variant, gid, sym, in_dtype):
+    """The differentiable inputs (all of them, for several) in float16 or an integer
+    dtype: computed as float32 / float64, as the same values in that dtype would be."""
     cdt = _cdt(in_dtype)
-    spec, (x, t), _, xshape = _case(name, variant, sym, (4, 6), np.float64, "dtypes")
+    spec, args, _, xshape = _case(name, variant, sym, (4, 6), np.float64, "dtypes")
     kw = cases.make_params(spec, sym, xshape, cdt, _rng(name, "dtypes"))
     kind = np.dtype(in_dtype).kind
-    if kind in "iu":
-        x = np.clip(np.round(x), 0 if kind == "u" else -8, 8)
-    x = x.astype(in_dtype)
+    k = cases.n_grads(spec)
+    ins = []
+    for a in args[:k]:
+        if kind in "iu":
+            lo, hi = (0, 1) if spec.input_domain == "prob" else (0 if kind == "u" else -8, 8)
+            a = np.clip(np.round(a), lo, hi)
+        ins.append(a.astype(in_dtype))
+    rest = list(args[k:])
+    if spec.kind == "multi" and kind in "iu":
+        # integers make exact ties (swap's two distances, a clamp's argument at 0) where the
+        # gradient depends on the rounding of the distances: the other inputs' rows there
+        # are redrawn
+        rng = _rng(name, gid, "ties")
+        for _ in range(200):
+            near = cases._near_kink(spec, ins + rest, kw, 1e-9)
+            if not near.any():
+                break
+            for j in range(1, k):
+                v = ins[j].astype(np.int64).reshape(near.shape + (-1,))
+                v[near] = np.clip(v[near] + rng.integers(-2, 3, size=v[near].shape), lo, hi)
+                ins[j] = v.reshape(xshape).astype(in_dtype)
+        else:
+            raise AssertionError("could not move the integer rows off the ties")
     fn = _public(spec)
-    for reduction in REDUCTIONS:
-        got = fn(x, t, reduction=reduction, return_grad=True, **kw)
-        assert got[0].dtype == cdt and got[1].dtype == cdt and got[1].shape == xshape
-        want = fn(x.astype(cdt), t, reduction=reduction, return_grad=True, **kw)
+    for reduction in _reductions(spec):
+        got = fn(*ins, *rest, reduction=reduction, return_grad=True, **kw)
+        assert got[0].dtype == cdt
+        assert all(g.dtype == cdt and g.shape == xshape for g in _grads(spec, got))
+        want = fn(*[a.astype(cdt) for a in ins], *rest, reduction=reduction, return_grad=True, **kw)
         assert _bits(got) == _bits(want)
-        r = _reference(spec)(x, t, reduction=reduction, return_grad=True, **kw)
+        r = _reference(spec)(*ins, *rest, reduction=reduction, return_grad=True, **kw)
         assert_close(got[0], r[0], cdt, f"loss {reduction}")
-        assert_close(got[1], r[1], cdt, f"grad {reduction}")
+        for j, (g, w) in enumerate(zip(_grads(spec, got), _grads(spec, r))):
+            assert_close(g, w, cdt, f"grad {j} {reduction}")
 
 
 # ============================================================================ (f) concurrency
 
 
 @SIM
-@pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
+@pytest.mark.parametrize("name,variant,gid,sym", GRID_LAST)
 def test_python_threads_share_inputs(name, variant, gid, sym):
-    """The target is selected before the threads start (set_simd is not concurrent)."""
+    """The target is selected before the threads start (set_simd is not concurrent).  One
+    grid entry per spec and variant (its last: every parameter at once where it has
+    several); the options' results are checked by the parity tests."""
     spec = LOSSES[name]
     fn = _public(spec)
     args, kw = _large(name, variant, gid, np.float64)
@@ -475,25 +639,28 @@ def torch():
     return pytest.importorskip("torch")
 
 
-def _torch_loss_grad(torch, spec, x, t, kw, reduction):
-    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
-    loss = cases.torch_call(spec, xt, t, kw, reduction)
+def _torch_loss_grad(torch, spec, args, kw, reduction):
+    """(loss, (grad, ...)) of the PyTorch twin in float64."""
+    k = cases.n_grads(spec)
+    ts = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in args[:k]]
+    loss = cases.torch_call(spec, ts + list(args[k:]), kw, reduction)
     (loss.sum() if reduction == "none" else loss).backward()
-    return loss.detach().numpy(), xt.grad.numpy()
+    return loss.detach().numpy(), tuple(t.grad.numpy() for t in ts)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", [(7,), (2, 3, 17)], ids=str)
-@pytest.mark.parametrize("name,variant,gid,sym", GRID)
+@pytest.mark.parametrize("name,variant,gid,sym,shape", GRID_TORCH)
 def test_parity_with_torch(torch, name, variant, gid, sym, shape, dtype):
     """PyTorch in float64, on the same (rounded) inputs, is the oracle (tolerances of
-    test_torch_parity.py)."""
-    spec, (x, t), kw, _ = _case(name, variant, sym, shape, dtype, "torch", scale=2.0)
+    test_torch_parity.py).  Every grid entry on a batch of 2-D (torch's class axis 1),
+    the defaults on a 1-D one as well."""
+    spec, args, kw, _ = _case(name, variant, sym, shape, dtype, "torch", scale=2.0)
     rtol = 1e-10 if dtype == np.float64 else 2e-5
-    for reduction in REDUCTIONS:
-        got = _public(spec)(x, t, reduction=reduction, return_grad=True, **kw)
-        want = _torch_loss_grad(torch, spec, x, t, kw, reduction)
-        for what, g, w in zip(("loss", "grad"), got, want):
+    for reduction in _reductions(spec):
+        got = _public(spec)(*args, reduction=reduction, return_grad=True, **kw)
+        want = _torch_loss_grad(torch, spec, args, kw, reduction)
+        names = ["loss"] + [f"grad {k}" for k in range(cases.n_grads(spec))]
+        for what, g, w in zip(names, _flat(got), _flat(want)):
             what = f"{what} {reduction}"
             assert np.shape(g) == np.shape(w), what
             scale = max(1.0, float(np.abs(w).max(initial=0)))
@@ -503,7 +670,7 @@ def test_parity_with_torch(torch, name, variant, gid, sym, shape, dtype):
 # ============================================================================ (i) fuzzing
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUSEDLOSS_FUZZ_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("FUSEDLOSS_FUZZ_EXAMPLES", "100")),
     deadline=None,
     database=None,
 )
@@ -564,8 +731,9 @@ def _check_fuzz_call(call):
         f"for {call.why}"
     )
     out, grad_out = kw.get("out"), kw.get("grad_out")
+    written = [out] + (_flat(grad_out) if isinstance(grad_out, (tuple, list)) else [grad_out])
     for k, a in arrays.items():
-        if a is not out and a is not grad_out:
+        if not any(a is b for b in written):
             assert a.tobytes() == before[k], "an input was modified"
     rargs = [copies.get(id(a), a) for a in call.args]
     rkw = {k: copies.get(id(v), v) for k, v in kw.items() if k not in ("out", "grad_out")}
@@ -573,10 +741,14 @@ def _check_fuzz_call(call):
         want = _reference(spec)(*rargs, **rkw)
     cdt, reduction = call.cdt, kw.get("reduction", "mean")
     if kw.get("return_grad", False):
-        (loss, grad), (want_loss, want_grad) = got, want
-        assert grad_out is None or grad is grad_out, "grad_out was not returned"
-        assert grad.shape == np.shape(call.args[0])
-        assert_close(grad, want_grad, cdt, "grad")
+        loss, want_loss = got[0], want[0]
+        gs, ws = _grads(spec, got), _grads(spec, want)
+        bufs = list(grad_out) if spec.kind == "multi" and grad_out is not None else [grad_out]
+        bufs += [None] * (len(gs) - len(bufs))
+        for k, (g, w, b) in enumerate(zip(gs, ws, bufs)):
+            assert b is None or g is b, "grad_out was not returned"
+            assert g.shape == np.shape(call.args[k])
+            assert_close(g, w, cdt, f"grad {k}")
     else:
         loss, want_loss = got, want
     if reduction == "none":
@@ -637,9 +809,11 @@ def test_fuzz_checker_is_not_vacuous(name, monkeypatch):
         _check_fuzz_call(_hand_made_call(spec, reduction="avg"))
     real = _reference(spec)
 
+    def shifted(r):
+        return tuple(shifted(v) for v in r) if isinstance(r, tuple) else r * 1.001 + 1e-3
+
     def off(*a, **k):
-        r = real(*a, **k)
-        return tuple(v * 1.001 + 1e-3 for v in r) if isinstance(r, tuple) else r * 1.001 + 1e-3
+        return shifted(real(*a, **k))
 
     monkeypatch.setattr(ref, spec.name, off)
     for reduction in REDUCTIONS:
@@ -691,45 +865,60 @@ def _terms_sum(v, mp):
     return mp.fsum(v) if isinstance(v, tuple) else v
 
 
+def _oracle_point(spec, u):
+    """The oracle's differentiable arguments ``u`` flattened to a list of mpf, and the
+    function that rebuilds ``u`` from such a list."""
+    parts = u if spec.kind == "multi" else (u,)
+    sizes = [len(v) if isinstance(v, list) else None for v in parts]
+    flat = [w for v in parts for w in (v if isinstance(v, list) else [v])]
+
+    def rebuild(z):
+        z, out = list(z), []
+        for n in sizes:
+            out.append(z[:n] if n is not None else z[0])
+            z = z[n or 1 :]
+        return tuple(out) if spec.kind == "multi" else out[0]
+
+    return flat, rebuild
+
+
 @pytest.mark.parametrize("name,variant,gid,sym", GRID_LARGE)
 def test_oracle_derivative_is_the_derivative_of_its_loss(mpmath, name, variant, gid, sym):
-    """Each oracle's derivative against mpmath.diff of its own loss (numerical
-    differentiation at 50 digits), at ordinary inputs away from the kinks."""
+    """Each oracle's derivatives (of every differentiable input) against mpmath.diff of its
+    own loss (numerical differentiation at 50 digits), at ordinary inputs away from the
+    kinks."""
     oracle = _oracle(name)
-    spec, (x, t), kw, _ = _case(name, variant, sym, (2, 3), np.float64, "oracle", scale=2.0)
-    x = _away_from_kinks(spec, x, t, kw)
+    spec, args, kw, _ = _case(name, variant, sym, (2, 3), np.float64, "oracle", scale=2.0)
+    args = _away_from_kinks(spec, args, kw, "oracle")
     with mpmath.workdps(cases.ORACLE_DPS):
-        for i, u, target, p in cases.oracle_arguments(spec, x, t, kw):
-            if spec.kind == "class_axis":
-                _, g, _ = oracle.fn(u, target, p)
-                for j in range(len(u)):
-                    d = mpmath.diff(
-                        lambda *z: _terms_sum(oracle.fn(list(z), target, p)[0], mpmath),
-                        u,
-                        tuple(int(k == j) for k in range(len(u))),
-                    )
-                    want = _terms_sum(g[j], mpmath)
-                    assert abs(d - want) <= 1e-25 * max(1, abs(want)), (i, j, d, want)
-            else:
-                _, g = oracle.fn(u, target, p)
-                d = mpmath.diff(lambda v: _terms_sum(oracle.fn(v, target, p)[0], mpmath), u)
-                want = _terms_sum(g, mpmath)
-                assert abs(d - want) <= 1e-25 * max(1, abs(want)), (i, d, want)
+        for i, u, target, p in cases.oracle_arguments(spec, args, kw):
+            flat, rebuild = _oracle_point(spec, u)
+            g = oracle.fn(u, target, p)[1]
+            want = [w for gk in cases.oracle_gradients(spec, g) for w in gk]
+            assert len(want) == len(flat)
+
+            def loss(*z):
+                return _terms_sum(oracle.fn(rebuild(z), target, p)[0], mpmath)
+
+            for j, w in enumerate(want):
+                d = mpmath.diff(loss, flat, tuple(int(k == j) for k in range(len(flat))))
+                w = _terms_sum(w, mpmath)
+                assert abs(d - w) <= 1e-25 * max(1, abs(w)), (i, j, d, w)
 
 
 @functools.lru_cache(maxsize=None)
 def _accuracy_case(name, variant, gid, dtype):
-    """(x, t, keywords, oracle values) of the accuracy inputs of a grid entry, made once
+    """(arguments, keywords, oracle values) of the accuracy inputs of a grid entry, made once
     (read-only) and shared by the SIMD targets."""
     spec = LOSSES[name]
     sym = dict(cases.param_grid(spec, variant))[gid]
     rng = _rng(name, variant, gid, dtype, "mpmath")
-    x, t = cases.accuracy_inputs(spec, variant, sym, dtype, rng)
-    kw = cases.make_params(spec, sym, x.shape, np.dtype(dtype), rng)
-    for a in [x, t] + list(kw.values()):
+    args = cases.accuracy_inputs(spec, variant, sym, dtype, rng)
+    kw = cases.make_params(spec, sym, args[0].shape, np.dtype(dtype), rng)
+    for a in list(args) + list(kw.values()):
         if isinstance(a, np.ndarray):
             a.flags.writeable = False
-    return x, t, kw, cases.oracle_values(spec, x, t, kw)
+    return args, kw, cases.oracle_values(spec, args, kw)
 
 
 def _assert_accurate(got, true, scale, dtype, rtol, what, show=None):
@@ -787,21 +976,25 @@ def _report_worst_errors():
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name,variant,gid,sym", GRID)
 def test_accuracy_against_mpmath(mpmath, name, variant, gid, sym, dtype):
-    """float64 (and float32, on inputs rounded to float32) losses and gradients, for every
-    reduction, over the whole batch and over each leading-axis slice, against the oracle at
+    """float64 (and float32, on inputs rounded to float32) losses and gradients (every
+    differentiable input's), for every reduction, over the whole batch and over each
+    leading-axis slice (each sample of a "sample" loss), against the oracle at
     cases.accuracy_inputs: |x| up to 80 and 1e-300 logits, targets 0 and 1, errors from
-    1e-300 to 1e300 and around each kink, dominant classes and ties.  float64: every value
-    within oracle.rtol64 (1e-13, test_accuracy.py's bound) of the magnitude of its closed
-    form's terms; float32: within rtol32 (1e-6) by test_accuracy.py's float32 rules."""
-    oracle = _oracle(name)
+    1e-300 to 1e300 and around each kink, dominant classes and ties, rows of distances at
+    scales 2^-100 to 2^100.  float64: every value within oracle.rtol64 (1e-13,
+    test_accuracy.py's bound) of the magnitude of its closed form's terms; float32: within
+    rtol32 (1e-6) by test_accuracy.py's float32 rules."""
     spec = LOSSES[name]
+    oracle = _oracle(name)
     dt = np.dtype(dtype)
     rtol = oracle.rtol64 if dt == np.float64 else oracle.rtol32
-    x, t, kw, o = _accuracy_case(name, variant, gid, dt.name)
+    args, kw, o = _accuracy_case(name, variant, gid, dt.name)
     fn = _public(spec)
     key = f"{name}-{variant} {dt.name}"
+    nl = len(cases.loss_shape(spec, args[0].shape))
     l_true, l_scale = o["loss"]
-    g_true, g_scale = o["grad"]
+    g_trues = [g[0] for g in o["grads"]]
+    g_scales = [g[1] for g in o["grads"]]
     if dt == np.float32:
         # test_accuracy.py's float32 rules: float32 rounds intermediate exponents (a logit
         # gap z_j - max z, gamma log q), which costs ~1e-6 of the typical loss on near-zero
@@ -810,54 +1003,77 @@ def test_accuracy_against_mpmath(mpmath, name, variant, gid, sym, dtype):
         # compared normwise per loss (per row of a class-axis loss, per element otherwise).
         l_scale = np.maximum(l_scale, np.median(np.abs(l_true[np.isfinite(l_true)])))
         if spec.kind == "class_axis":
-            g_scale = np.broadcast_to(g_scale.max(axis=-1, keepdims=True), g_scale.shape)
+            g_scales = [np.broadcast_to(g.max(axis=-1, keepdims=True), g.shape) for g in g_scales]
 
-    def shower(prefix):
-        """Describes the inputs at an index of the gradient (or of the "none" losses) of
-        the part x[prefix]."""
+    def shower(first, sample=False):
+        """Describes the inputs of the loss at an index of the gradient (or of the "none"
+        losses) of the part whose leading index is ``first`` (None: the whole batch)."""
 
         def show(i):
-            i = (prefix + tuple(i))[: x.ndim]
-            return f"x[{i}] = {x[i].tolist()!r}, t = {t[i[: t.ndim]].tolist()!r}"
+            i = tuple(i)
+            if first is not None:
+                i = (first,) + (i[1:] if sample else i)
+            i = i[:nl]
+            return ", ".join(
+                f"{n}[{i}] = {a[i[: a.ndim]].tolist()!r}" for n, a in zip(spec.inputs, args)
+            )
 
         return show
 
-    loss, grad = fn(x, t, reduction="none", return_grad=True, **kw)
-    assert loss.dtype == dt and grad.dtype == dt
-    if dt == np.float32:  # the plain relative errors, for the record (-s)
-        _assert_accurate(loss, *o["loss"], dt, np.inf, f"{key} loss (plain, info): none")
-        _assert_accurate(grad, *o["grad"], dt, np.inf, f"{key} grad (plain, info): none")
-    _assert_accurate(loss, l_true, l_scale, dt, rtol, f"{key} loss: none", shower(()))
-    _assert_accurate(grad, g_true, g_scale, dt, rtol, f"{key} grad: none", shower(()))
-    only = fn(x, t, reduction="none", **kw)
-    _assert_accurate(only, l_true, l_scale, dt, rtol, f"{key} loss: none, loss only", shower(()))
+    def grads(res):
+        gs = _grads(spec, res)
+        assert len(gs) == cases.n_grads(spec)
+        assert all(g.dtype == dt for g in gs)
+        return gs
 
-    # the reductions, over the whole batch and over each slice x[r]
-    parts = [((), x, t, kw, o["sum"], o["denom"])]
+    res = fn(*args, reduction="none", return_grad=True, **kw)
+    loss, gs = res[0], grads(res)
+    assert loss.dtype == dt
+    for k, g in enumerate(gs):
+        if dt == np.float32:  # the plain relative errors, for the record (-s)
+            _assert_accurate(loss, *o["loss"], dt, np.inf, f"{key} loss (plain, info): none")
+            _assert_accurate(g, *o["grads"][k], dt, np.inf, f"{key} grad (plain, info): none")
+        _assert_accurate(
+            g, g_trues[k], g_scales[k], dt, rtol, f"{key} grad {k}: none", shower(None)
+        )
+    _assert_accurate(loss, l_true, l_scale, dt, rtol, f"{key} loss: none", shower(None))
+    only = fn(*args, reduction="none", **kw)
+    _assert_accurate(only, l_true, l_scale, dt, rtol, f"{key} loss: none, loss only", shower(None))
+
+    # the reductions, over the whole batch and over each slice (a sample: args[r:r+1])
+    sample = spec.kind == "sample"
+    parts = [(None, (), args, kw, o["sum"], o["denom"])]
     for r, (total, total_scale, denom) in enumerate(o["slices"]):
+        index = (slice(r, r + 1),) if sample else (r,)
         kr = {
-            k: np.broadcast_to(v, x.shape)[r]
+            k: np.broadcast_to(v, args[0].shape)[r]
             if isinstance(v, np.ndarray) and spec.kind == "elementwise"
             else v
             for k, v in kw.items()
         }
-        parts.append(((r,), x[r], t[r], kr, (total, total_scale), denom))
-    for prefix, xs, ts, ks, (total, total_scale), d in parts:
-        what = f"{key} {{}}: x[{prefix}]"
-        g, gs = g_true[prefix], g_scale[prefix]
-        s, sg = fn(xs, ts, reduction="sum", return_grad=True, **ks)
+        ar = tuple(a[index] for a in args)
+        parts.append((r, index, ar, kr, (total, total_scale), denom))
+    for first, index, ar, ks, (total, total_scale), d in parts:
+        what = f"{key} {{}}: [{first}]"
+        show = shower(first, sample)
+        s, *sg = fn(*ar, reduction="sum", return_grad=True, **ks)
         assert isinstance(s, np.generic) and s.dtype == dt
         _assert_accurate(s, total, total_scale, dt, rtol, what.format("loss sum"))
-        s = fn(xs, ts, reduction="sum", **ks)
+        s = fn(*ar, reduction="sum", **ks)
         _assert_accurate(s, total, total_scale, dt, rtol, what.format("loss sum, loss only"))
-        _assert_accurate(sg, g, gs, dt, rtol, what.format("grad sum"), shower(prefix))
-        m, mg = fn(xs, ts, reduction="mean", return_grad=True, **ks)
+        for k, g in enumerate(grads((s,) + tuple(sg))):
+            gt, gsc = g_trues[k][index], g_scales[k][index]
+            _assert_accurate(g, gt, gsc, dt, rtol, what.format(f"grad {k} sum"), show)
+        m, *mg = fn(*ar, reduction="mean", return_grad=True, **ks)
+        mg = grads((m,) + tuple(mg))
         if d == 0:  # every row ignored: NaN, with a zero gradient
-            assert np.isnan(m) and not mg.any(), what.format("mean over nothing")
+            assert np.isnan(m) and not any(g.any() for g in mg), what.format("mean over nothing")
             continue
         _assert_accurate(m, total / d, total_scale / d, dt, rtol, what.format("loss mean"))
-        m = fn(xs, ts, **ks)
+        m = fn(*ar, **ks)
         _assert_accurate(
             m, total / d, total_scale / d, dt, rtol, what.format("loss mean, loss only")
         )
-        _assert_accurate(mg, g / d, gs / d, dt, rtol, what.format("grad mean"), shower(prefix))
+        for k, g in enumerate(mg):
+            gt, gsc = g_trues[k][index], g_scales[k][index]
+            _assert_accurate(g, gt / d, gsc / d, dt, rtol, what.format(f"grad {k} mean"), show)

@@ -17,46 +17,12 @@
  */
 #define FL_TEST_SEED 0x5eed5eedULL
 #include "fusedloss.h"
+#include "family_layouts.h"
 #include "test_util.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-
-enum { L_ELEM, L_CLASS, L_PROB_ROWS, L_SAMPLE, L_PAIR_ELEM, L_ROWS2T, L_ROWS3 };
-
-typedef struct {
-    const char *name;
-    int layout;
-    int domain;      /* 0 none, 1 input in [0, 1], 2 target in {-1, +1} */
-    double param[4]; /* parameters */
-    int target_unit; /* element-wise target in [0, 1] (else real) */
-    int n_inputs;    /* differentiable inputs */
-} kspec;
-
-static const kspec SPECS[] = {
-    { "ce_index", L_CLASS, 0, { 0.1, 0, 0, 0 }, 0, 1 },
-    { "ce_prob", L_PROB_ROWS, 0, { 0.1, 0, 0, 0 }, 0, 1 },
-    { "bce", L_ELEM, 0, { 0, 0, 0, 0 }, 1, 1 },
-    { "focal", L_ELEM, 0, { 0.25, 2.0, 0, 0 }, 1, 1 },
-    { "huber", L_ELEM, 0, { 1.0, 0, 0, 0 }, 0, 1 },
-    { "smooth_l1", L_ELEM, 0, { 0.5, 0, 0, 0 }, 0, 1 },
-    { "mse", L_ELEM, 0, { 0, 0, 0, 0 }, 0, 1 },
-    { "l1", L_ELEM, 0, { 0, 0, 0, 0 }, 0, 1 },
-    { "bce_prob", L_ELEM, 1, { 0, 0, 0, 0 }, 1, 1 },
-    { "hinge", L_ELEM, 2, { 1.0, 0, 0, 0 }, 0, 1 },
-    { "exponential", L_ELEM, 2, { 0, 0, 0, 0 }, 0, 1 },
-    { "kl_div", L_ELEM, 0, { 0, 0, 0, 0 }, 1, 1 },
-    { "heatmap_focal", L_ELEM, 0, { 2.0, 4.0, 0, 0 }, 1, 1 },
-    { "nll", L_CLASS, 0, { 0, 0, 0, 0 }, 0, 1 },
-    { "softmax_focal", L_CLASS, 0, { 2.0, 0, 0, 0 }, 0, 1 },
-    { "multi_margin", L_CLASS, 0, { 2, 1.0, 0, 0 }, 0, 1 },
-    { "dice", L_SAMPLE, 0, { 1.0, 0, 0, 0 }, 1, 1 },
-    { "margin_ranking", L_PAIR_ELEM, 0, { 0.1, 0, 0, 0 }, 0, 2 },
-    { "triplet", L_ROWS3, 0, { 1.0, 2.0, 1e-6, 1 }, 0, 3 },
-    { "contrastive", L_ROWS2T, 0, { 1.0, 1e-6, 0, 0 }, 0, 2 },
-};
-#define N_SPECS ((int)(sizeof SPECS / sizeof SPECS[0]))
 
 static long n_checks = 0, n_failed = 0;
 
@@ -154,28 +120,8 @@ static void free_data(data_t *d)
 /* The arguments of one call (outputs set by the caller). */
 static fl_args make_args(const kspec *s, const data_t *d, int n_threads)
 {
-    fl_args a;
-    memset(&a, 0, sizeof a);
-    for (int k = 0; k < 3; ++k)
-        a.input[k] = d->in[k];
-    a.target = d->idx ? (const void *)d->idx : d->tgt;
-    a.ignore_index = -100;
-    memcpy(a.param, s->param, sizeof a.param);
-    a.grad_scale = 1.0;
-    a.reduction = FL_REDUCE_MEAN;
-    a.n_threads = n_threads;
-    switch (s->layout) {
-    case L_ELEM:
-    case L_PAIR_ELEM:
-        a.n = d->n;
-        a.n_classes = 1;
-        break;
-    default:
-        a.n = d->rows;
-        a.n_classes = d->F;
-        a.class_stride = 1;
-    }
-    return a;
+    return fl_family_args(s, d->in, d->idx ? (const void *)d->idx : d->tgt, d->rows, d->F,
+                          n_threads);
 }
 
 typedef struct {
@@ -187,7 +133,7 @@ typedef struct {
 static void run(const kspec *s, int id, int f32, const data_t *d, int n_threads, int with_grad,
                 out_t *o)
 {
-    const fl_index n_loss = s->layout == L_ELEM || s->layout == L_PAIR_ELEM ? d->n : d->rows;
+    const fl_index n_loss = fl_family_per_element(s) ? d->n : d->rows;
     fl_args a = make_args(s, d, n_threads);
     memset(o, 0, sizeof *o);
     o->loss = xmalloc((size_t)n_loss * d->esz);
@@ -216,7 +162,7 @@ static void one_case(const kspec *s, int id, int f32, fl_index rows, fl_index F)
     data_t d;
     out_t o1, o4, lo;
     make_data(s, f32, rows, F, &d);
-    const fl_index n_loss = s->layout == L_ELEM || s->layout == L_PAIR_ELEM ? d.n : d.rows;
+    const fl_index n_loss = fl_family_per_element(s) ? d.n : d.rows;
     const size_t gbytes = (size_t)d.n * d.esz;
     /* inputs kept to check they are not modified */
     void *copy[3] = { NULL, NULL, NULL };
@@ -294,10 +240,7 @@ int main(int argc, char **argv)
     printf("family: target %s\n", fl_target_selected());
     for (int id = 0; id < FL_N_LOSSES; ++id) {
         const char *name = fl_loss_name(id);
-        const kspec *s = NULL;
-        for (int i = 0; i < N_SPECS; ++i)
-            if (!strcmp(SPECS[i].name, name))
-                s = &SPECS[i];
+        const kspec *s = fl_family_find(name);
         if (!s) {
             printf("FAIL: no layout for kernel %s in test_family.c\n", name);
             ++n_failed;

@@ -717,7 +717,7 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
     for d in loss_shape:
         n_rows *= d
     n = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    F = n // n_rows if n_rows > 0 else (shape[-1] if nd else 1)
+    F = n // n_rows if n_rows > 0 else (shape[nd - 1] if nd else 1)
     if sample and n_rows == 0:
         F = 1
         for d in shape[1:]:

@@ -37,6 +37,18 @@ __all__ = [
     "smooth_l1_loss",
     "mse_loss",
     "l1_loss",
+    "binary_cross_entropy",
+    "hinge_loss",
+    "exponential_loss",
+    "kl_div",
+    "heatmap_focal_loss",
+    "nll_loss",
+    "softmax_focal_loss",
+    "multi_margin_loss",
+    "dice_loss",
+    "margin_ranking_loss",
+    "triplet_margin_loss",
+    "contrastive_loss",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -68,9 +80,11 @@ def _widen(arr, cdt):
     return arr.astype(cdt).astype(np.float64)
 
 
-def _check_reduction(reduction):
-    if not (isinstance(reduction, str) and reduction in _REDUCTIONS):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+def _check_reduction(reduction, extra=()):
+    allowed = _REDUCTIONS + tuple(extra)
+    if not (isinstance(reduction, str) and reduction in allowed):
+        names = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"reduction must be one of {names}, got {reduction!r}")
 
 
 def _finite_param(name, value):
@@ -591,3 +605,805 @@ def l1_loss(
         grad_out,
         lambda e: (np.abs(e), np.sign(e)),
     )
+
+
+# ----------------------------------------------------------------------------------------
+# The wider family: shared helpers
+# ----------------------------------------------------------------------------------------
+
+
+def _position(name, flat, shape):
+    """``name[i, j]`` for the flat index ``flat`` of an array of ``shape`` (``name`` when 0-d)."""
+    if not shape:
+        return name
+    where = ", ".join(str(int(i)) for i in np.unravel_index(flat, shape))
+    return f"{name}[{where}]"
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _param_in(value, cdt):
+    """A float parameter as the kernels see it: rounded to the compute dtype."""
+    return float(cdt.type(value))
+
+
+def _nan_or(mask_values, z):
+    """``mask_values`` where ``z`` is a number, NaN where ``z`` is NaN (NaN propagates into
+    the gradient of the piecewise losses)."""
+    return np.where(np.isnan(z), np.nan, mask_values)
+
+
+def _check_probabilities(x, xw, fname):
+    """``input`` of binary_cross_entropy: values in [0, 1] (NaN allowed)."""
+    bad = (xw < 0) | (xw > 1)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(-1))[0])
+        value = float(xw.reshape(-1)[first])
+        raise ValueError(
+            f"{_position('input', first, x.shape)} = {value!r} is outside [0, 1] "
+            f"({fname} takes probabilities)"
+        )
+
+
+def _check_signs(t, tw):
+    """Labels in {-1, +1} (NaN allowed: it propagates)."""
+    bad = ~((tw == 1) | (tw == -1) | np.isnan(tw))
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(-1))[0])
+        value = float(tw.reshape(-1)[first])
+        raise ValueError(
+            f"{_position('target', first, t.shape)} = {value!r} is not a label in {{-1, +1}}"
+        )
+
+
+def _class_index_inputs(x, target, x_name, reduction, return_grad, out, grad_out, ignore_index):
+    """Shared checks of the class-index losses (class axis last, integer targets of shape
+    ``x.shape[:-1]``); returns (x, flat targets (int64), ignored mask, cdt)."""
+    _check_reduction(reduction)
+    x = np.asarray(x)
+    target = np.asarray(target)
+    cdt = _compute_dtype(x, x_name)
+    if x.ndim == 0:
+        raise ValueError(f"{x_name} must have at least one dimension (the class axis)")
+    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    kind = target.dtype.kind
+    if kind == "b":
+        raise TypeError("target must hold integer class indices, got bool")
+    if kind == "f":
+        raise ValueError(
+            f"target must hold integer class indices (shape {batch_shape}), got a floating "
+            f"array of shape {target.shape}"
+        )
+    if kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if target.shape != batch_shape:
+        raise ValueError(
+            f"target of class indices must have shape {batch_shape}, got {target.shape}"
+        )
+    t = target.reshape(-1)
+    ignored = np.zeros(t.shape, bool) if ignore_index is None else (t == ignore_index)
+    bad = ~ignored & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise IndexError(
+            f"{_position('target', first, batch_shape)} = {int(t[first])} is out of range "
+            f"for {n_classes} classes"
+        )
+    _check_buffers(reduction, return_grad, out, grad_out, batch_shape, x.shape, cdt)
+    t = np.where(ignored, 0, t).astype(np.int64)
+    return x, t, ignored, cdt
+
+
+def _class_weight(weight, name, n_classes, cdt):
+    """Per-class weights (float64 of the compute dtype's values); ones when None."""
+    if weight is None:
+        return np.ones(n_classes)
+    weight = np.asarray(weight)
+    _check_numeric(weight, name)
+    if weight.shape != (n_classes,):
+        raise ValueError(f"{name} must have shape ({n_classes},), got {weight.shape}")
+    return _widen(weight, cdt)
+
+
+def _rows_norm(v, p):
+    """``||v||_p`` over the last axis, and its gradient ``sign(v) |v|^(p-1) / ||v||^(p-1)``
+    (0 where v_j == 0 and where the norm is 0)."""
+    a = np.abs(v)
+    if p == 2.0:
+        norm = np.sqrt((v * v).sum(axis=-1))
+    elif p == 1.0:
+        norm = a.sum(axis=-1)
+    else:
+        norm = np.power(np.power(a, p).sum(axis=-1), 1.0 / p)
+    n = norm[..., None]
+    if p == 1.0:
+        g = np.sign(v)
+    else:
+        g = np.sign(v) * np.power(a / n, p - 1.0)
+    g = np.where((v == 0) | (n == 0), 0.0, g)
+    return norm, g
+
+
+# ----------------------------------------------------------------------------------------
+# The wider family: element-wise losses
+# ----------------------------------------------------------------------------------------
+
+
+_BCE_EPS = float(np.float32(1e-12))  # PyTorch's EPSILON in binary_cross_entropy_backward
+
+
+def binary_cross_entropy(
+    input,
+    target,
+    *,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Binary cross-entropy on probabilities (``torch.nn.functional.binary_cross_entropy``).
+
+    Per element, ``x`` a probability in [0, 1] (anything else is a ValueError; NaN
+    propagates), each log clamped to >= -100 as PyTorch::
+
+        loss = -w * (t * max(log x, -100) + (1 - t) * max(log1p(-x), -100))
+        grad = w * (x - t) / max(x * (1 - x), 1e-12)      (PyTorch's backward, whose
+                                                           1e-12 is a C float: 9.99999996e-13)
+
+    ``"mean"`` divides by the number of elements.
+    """
+    x, target, cdt = _elementwise_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out
+    )
+    xw = _widen(x, cdt)
+    _check_probabilities(x, xw, "binary_cross_entropy")
+    with np.errstate(all="ignore"):
+        t = _widen(target, cdt)
+        log_x = np.maximum(np.log(xw), -100.0)
+        log_1mx = np.maximum(np.log1p(-xw), -100.0)
+        # np.maximum keeps NaN
+        losses = -(t * log_x + (1.0 - t) * log_1mx)
+        grad = None
+        if return_grad:
+            grad = (xw - t) / np.maximum(xw * (1.0 - xw), _BCE_EPS)
+        losses, grad = _weighted(losses, grad, weight, xw.shape, cdt)
+        return _finish(losses, grad, xw.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def hinge_loss(
+    input,
+    target,
+    *,
+    margin=1.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Hinge loss, labels ``y`` in {-1, +1} (any other target is a ValueError; NaN
+    propagates). Per element, ``z = margin - y * x``::
+
+        loss = w * max(0, z)
+        grad = w * -y   where z > 0,   0 where z <= 0 (0 at the kink),   NaN where z is NaN
+
+    ``"mean"`` divides by the number of elements.
+    """
+    margin = _finite_param("margin", margin)
+    x, target, cdt = _elementwise_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out
+    )
+    margin = _param_in(margin, cdt)
+    t = _widen(target, cdt)
+    _check_signs(target, t)
+    with np.errstate(all="ignore"):
+        z = margin - t * _widen(x, cdt)
+        losses = np.maximum(z, 0.0)
+        grad = _nan_or(np.where(z > 0, -t, 0.0), z) if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
+        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def exponential_loss(
+    input,
+    target,
+    *,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Exponential loss (AdaBoost's), labels ``y`` in {-1, +1} (any other target is a
+    ValueError; NaN propagates)::
+
+        loss = w * exp(-y * x)
+        grad = w * -y * exp(-y * x)
+
+    ``"mean"`` divides by the number of elements.
+    """
+    x, target, cdt = _elementwise_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out
+    )
+    t = _widen(target, cdt)
+    _check_signs(target, t)
+    with np.errstate(all="ignore"):
+        e = np.exp(-t * _widen(x, cdt))
+        grad = -t * e if return_grad else None
+        losses, grad = _weighted(e, grad, weight, e.shape, cdt)
+        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def kl_div(
+    input,
+    target,
+    *,
+    log_target=False,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Kullback-Leibler divergence (``torch.nn.functional.kl_div``); ``input`` holds
+    log-probabilities ``x``. Per element::
+
+        loss = w * (xlogy(t, t) - t * x)     (xlogy(0, y) = 0: a zero target gives 0,
+                                              but 0 * x = NaN for x = -inf, as PyTorch)
+        grad = w * -t
+        log_target:  loss = w * exp(t) * (t - x),   grad = w * -exp(t)
+
+    ``reduction`` also takes ``"batchmean"``: the sum divided by ``input.shape[0]`` (the
+    sum for a 0-d input; NaN with a zero gradient for an empty first axis). ``"mean"``
+    divides by the number of elements.
+    """
+    log_target = _check_bool("log_target", log_target)
+    _check_reduction(reduction, ("batchmean",))
+    batchmean = reduction == "batchmean"
+    x, target, cdt = _elementwise_inputs(
+        input, target, "input", "mean" if batchmean else reduction, return_grad, out, grad_out
+    )
+    with np.errstate(all="ignore"):
+        z = _widen(x, cdt)
+        t = _widen(target, cdt)
+        if log_target:
+            et = np.exp(t)
+            losses = et * (t - z)
+            grad = -et if return_grad else None
+        else:
+            xlogy = np.where(t == 0, 0.0, t * np.log(t))
+            losses = xlogy - t * z
+            grad = -t if return_grad else None
+        losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
+        if batchmean:
+            denom = z.shape[0] if z.ndim else 1
+            return _finish(losses, grad, denom, "mean", cdt, return_grad, out, grad_out)
+        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def heatmap_focal_loss(
+    logits,
+    target,
+    *,
+    alpha=2.0,
+    beta=4.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """CenterNet / CornerNet penalty-reduced focal loss, from the logits.
+
+    Per element, ``p = sigmoid(x)``, ``t`` the heatmap (``target``), in log space (``log p =
+    -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
+
+        t == 1:  loss = -(1 - p)**alpha * log p
+                 grad = (1 - p)**alpha * (alpha * p * log p - (1 - p))
+        else:    loss = -(1 - t)**beta * p**alpha * log(1 - p)
+                 grad = (1 - t)**beta * p**alpha * (p - alpha * (1 - p) * log(1 - p))
+
+    (``p log p`` and ``(1 - p) log(1 - p)`` are 0 where ``p`` resp. ``1 - p`` is 0, their
+    limits), times ``w``. ``"mean"`` divides by ``max(1, number of t == 1)`` over the whole
+    input (the weight does not change the count): an empty input gives 0, not NaN.
+    """
+    alpha = _at_least("alpha", alpha, 0.0)
+    beta = _at_least("beta", beta, 0.0)
+    x, target, cdt = _elementwise_inputs(
+        logits, target, "logits", reduction, return_grad, out, grad_out
+    )
+    alpha, beta = _param_in(alpha, cdt), _param_in(beta, cdt)
+    with np.errstate(all="ignore"):
+        z = _widen(x, cdt)
+        t = _widen(target, cdt)
+        pos = t == 1
+        p, q = _sigmoid_pair(z)  # p and 1 - p
+        nlog_p = _softplus(-z)  # -log p
+        nlog_q = _softplus(z)  # -log(1 - p)
+        q_a = np.power(q, alpha)  # 0**0 == 1
+        p_a = np.power(p, alpha)
+        red = np.power(1.0 - t, beta)
+        losses = np.where(pos, q_a * nlog_p, red * p_a * nlog_q)
+        grad = None
+        if return_grad:
+            p_log_p = np.where(p == 0, 0.0, -p * nlog_p)
+            q_log_q = np.where(q == 0, 0.0, -q * nlog_q)
+            g_pos = q_a * (alpha * p_log_p - q)
+            g_neg = red * p_a * (p - alpha * q_log_q)
+            grad = np.where(pos, g_pos, g_neg)
+        losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
+        denom = max(1, int(np.count_nonzero(pos)))
+        return _finish(losses, grad, denom, reduction, cdt, return_grad, out, grad_out)
+
+
+# ----------------------------------------------------------------------------------------
+# The wider family: class-index losses (class axis last)
+# ----------------------------------------------------------------------------------------
+
+
+def nll_loss(
+    input,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Negative log-likelihood (``torch.nn.functional.nll_loss`` with the class axis last);
+    ``input`` holds log-probabilities, ``target`` integer class indices of shape
+    ``input.shape[:-1]``. Per row::
+
+        loss = -w[y] * x[y]
+        grad = -w[y] at the target class, 0 elsewhere
+
+    Rows with ``y == ignore_index`` give 0 loss and 0 gradient (whatever their values);
+    ``"mean"`` divides by the summed ``w[y]`` of the other rows.
+    """
+    ignore_index = operator.index(ignore_index)
+    x, t, ignored, cdt = _class_index_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out, ignore_index
+    )
+    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    w = _class_weight(weight, "weight", n_classes, cdt)
+    n_rows = t.size
+    keep = ~ignored
+    with np.errstate(all="ignore"):
+        z = _widen(x, cdt).reshape(n_rows, n_classes)
+        rows = np.flatnonzero(keep)
+        w_t = np.zeros(n_rows)
+        w_t[rows] = w[t[rows]]
+        x_t = np.zeros(n_rows)
+        x_t[rows] = z[rows, t[rows]]
+        losses = np.where(keep, -w_t * x_t, 0.0)
+        grad = None
+        if return_grad:
+            grad = np.zeros((n_rows, n_classes))
+            grad[rows, t[rows]] = -w_t[rows]
+            grad = grad.reshape(x.shape)
+        return _finish(
+            losses.reshape(batch_shape), grad, w_t.sum(), reduction, cdt, return_grad, out, grad_out
+        )
+
+
+def softmax_focal_loss(
+    logits,
+    target,
+    *,
+    alpha=None,
+    gamma=2.0,
+    ignore_index=-100,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Multi-class focal loss on ``p = softmax(z)`` over the last axis, integer class
+    indices ``y``. Per row, ``lp = log p_y``, ``q = 1 - p_y`` (the other classes' mass,
+    summed: no cancellation)::
+
+        loss   = -alpha[y] * q**gamma * lp
+        c      = alpha[y] * q**gamma * (1 - gamma * p_y * lp / q)    (lp / q -> -1 at q == 0)
+        grad_j = c * p_j     (j != y)
+        grad_y = -c * q
+
+    ``alpha`` None means 1 for every class. Rows with ``y == ignore_index`` give 0 loss and
+    0 gradient; ``"mean"`` divides by the number of the other rows (not by summed alpha).
+    ``gamma = 0`` with ``alpha = None`` is softmax_cross_entropy.
+    """
+    gamma = _at_least("gamma", gamma, 0.0)
+    ignore_index = operator.index(ignore_index)
+    x, t, ignored, cdt = _class_index_inputs(
+        logits, target, "logits", reduction, return_grad, out, grad_out, ignore_index
+    )
+    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    a = _class_weight(alpha, "alpha", n_classes, cdt)
+    n_rows = t.size
+    keep = ~ignored
+    with np.errstate(all="ignore"):
+        z = _widen(x, cdt).reshape(n_rows, n_classes)
+        m = np.max(z, axis=1, keepdims=True, initial=-np.inf)
+        e = np.exp(z - m)
+        s = e.sum(axis=1)
+        onehot = np.zeros((n_rows, n_classes), bool)
+        if n_classes:
+            onehot[np.arange(n_rows), t] = True
+        other = np.where(onehot, 0.0, e).sum(axis=1)
+        e_y = np.where(onehot, e, 0.0).sum(axis=1)
+        z_y = np.where(onehot, z - m, 0.0).sum(axis=1)
+        q = other / s
+        p_y = e_y / s
+        lp = np.where(q < 0.5, np.log1p(-q), z_y - np.log(s))
+        mod = np.power(q, gamma)  # 0**0 == 1
+        a_y = a[t] if n_classes else np.ones(n_rows)
+        losses = np.where(keep, -a_y * mod * lp, 0.0)
+        grad = None
+        if return_grad:
+            ratio = np.where(q == 0, -1.0, lp / q)
+            c = a_y * mod * (1.0 - gamma * p_y * ratio)
+            grad = c[:, None] * e / s[:, None]
+            grad = np.where(onehot, -(c * q)[:, None], grad)
+            grad = np.where(keep[:, None], grad, 0.0).reshape(x.shape)
+        denom = int(np.count_nonzero(keep))
+        return _finish(
+            losses.reshape(batch_shape), grad, denom, reduction, cdt, return_grad, out, grad_out
+        )
+
+
+def multi_margin_loss(
+    input,
+    target,
+    *,
+    p=1,
+    margin=1.0,
+    weight=None,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Multi-class hinge loss (``torch.nn.functional.multi_margin_loss`` with the class
+    axis last), ``p`` in {1, 2}. Per row, ``z_j = margin - x[y] + x[j]``::
+
+        loss   = w[y] / C * sum_{j != y} max(0, z_j)**p
+        grad_j = w[y] / C * (1 if p == 1 else 2 z_j)   where z_j > 0, else 0   (j != y)
+        grad_y = -sum_{j != y} grad_j
+
+    (NaN where ``z_j`` is NaN.) Every class index is checked (no ignore_index);
+    ``"mean"`` divides by the number of rows.
+    """
+    p = _finite_param("p", p)
+    if p not in (1.0, 2.0):
+        raise ValueError(f"p must be in {{1, 2}}, got {p!r}")
+    margin = _finite_param("margin", margin)
+    x, t, _, cdt = _class_index_inputs(
+        input, target, "input", reduction, return_grad, out, grad_out, None
+    )
+    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    w = _class_weight(weight, "weight", n_classes, cdt)
+    n_rows = t.size
+    with np.errstate(all="ignore"):
+        zx = _widen(x, cdt).reshape(n_rows, n_classes)
+        onehot = np.zeros((n_rows, n_classes), bool)
+        if n_classes:
+            onehot[np.arange(n_rows), t] = True
+        x_y = np.where(onehot, zx, 0.0).sum(axis=1)
+        z = margin - x_y[:, None] + zx
+        h = np.maximum(z, 0.0)
+        if p == 2.0:
+            h = h * h
+        w_y = (w[t] if n_classes else np.ones(n_rows)) / max(n_classes, 1)
+        losses = w_y * np.where(onehot, 0.0, h).sum(axis=1)
+        grad = None
+        if return_grad:
+            d = np.where(z > 0, 1.0 if p == 1.0 else 2.0 * z, 0.0)
+            d = _nan_or(d, z)
+            d = np.where(onehot, 0.0, d) * w_y[:, None]
+            grad = np.where(onehot, -d.sum(axis=1, keepdims=True), d).reshape(x.shape)
+        return _finish(
+            losses.reshape(batch_shape), grad, n_rows, reduction, cdt, return_grad, out, grad_out
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# The wider family: per sample
+# ----------------------------------------------------------------------------------------
+
+
+def dice_loss(
+    logits,
+    target,
+    *,
+    smooth=1.0,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Soft Dice loss per sample on ``p = sigmoid(x)``.
+
+    The first axis is the sample axis; every other axis is summed within a sample (a 1-D
+    input is N samples of one element; a 0-d input is a ValueError). Per sample::
+
+        Num  = 2 * sum(p * t) + smooth
+        Den  = sum(p) + sum(t) + smooth
+        loss = 1 - Num / Den
+        grad = p * (1 - p) * (Num - 2 * t * Den) / Den**2
+
+    ``"none"`` gives shape ``(N,)``; ``"mean"`` divides by N.
+    """
+    smooth = _at_least("smooth", smooth, 0.0)
+    _check_reduction(reduction)
+    x = np.asarray(logits)
+    target = np.asarray(target)
+    cdt = _compute_dtype(x, "logits")
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the sample axis)")
+    _check_numeric(target, "target")
+    if target.shape != x.shape:
+        raise ValueError(f"target must have the shape of logits {x.shape}, got {target.shape}")
+    n = x.shape[0]
+    _check_buffers(reduction, return_grad, out, grad_out, (n,), x.shape, cdt)
+    with np.errstate(all="ignore"):
+        z = _widen(x, cdt).reshape(n, -1) if x.size else np.zeros((n, 0))
+        t = _widen(target, cdt).reshape(z.shape)
+        p, q = _sigmoid_pair(z)
+        num = 2.0 * (p * t).sum(axis=1) + smooth
+        den = p.sum(axis=1) + t.sum(axis=1) + smooth
+        losses = 1.0 - num / den
+        grad = None
+        if return_grad:
+            grad = p * q * (num[:, None] - 2.0 * t * den[:, None]) / (den * den)[:, None]
+            grad = grad.reshape(x.shape)
+        return _finish(losses, grad, n, reduction, cdt, return_grad, out, grad_out)
+
+
+# ----------------------------------------------------------------------------------------
+# The wider family: several differentiable inputs
+# ----------------------------------------------------------------------------------------
+
+
+def _multi_inputs(
+    arrays, names, n_grads, rows, target_shape_rows, reduction, return_grad, out, grad_out
+):
+    """Shared checks of the several-input losses. ``arrays``: the positional arguments;
+    the first ``n_grads`` are differentiable (one shape, the compute dtype of the first);
+    a remaining target has the loss's shape. Returns (arrays, cdt, loss shape, grad_outs)."""
+    _check_reduction(reduction)
+    arrays = [np.asarray(a) for a in arrays]
+    cdt = _compute_dtype(arrays[0], names[0])
+    for a, name in zip(arrays, names):
+        _check_numeric(a, name)
+    shape = arrays[0].shape
+    for a, name in zip(arrays[1:n_grads], names[1:n_grads]):
+        if a.shape != shape:
+            raise ValueError(f"{name} must have the shape of {names[0]} {shape}, got {a.shape}")
+    if rows and not shape:
+        raise ValueError(f"{names[0]} must have at least one dimension (the row axis)")
+    lshape = shape[:-1] if rows else shape
+    for a, name in zip(arrays[n_grads:], names[n_grads:]):
+        want = lshape if target_shape_rows else shape
+        if a.shape != want:
+            raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    if out is not None and reduction != "none":
+        raise ValueError("out is only used with reduction='none'")
+    _check_buffer(out, "out", lshape, cdt)
+    if grad_out is not None:
+        if not return_grad:
+            raise ValueError("grad_out is only used with return_grad=True")
+        if not isinstance(grad_out, (tuple, list)) or len(grad_out) != n_grads:
+            raise ValueError(f"grad_out must be a tuple of {n_grads} arrays (or None)")
+        for k, g in enumerate(grad_out):
+            _check_buffer(g, f"grad_out[{k}]", shape, cdt)
+        grad_out = tuple(grad_out)
+    else:
+        grad_out = (None,) * n_grads
+    return arrays, cdt, lshape, grad_out
+
+
+def _finish_multi(losses, grads, denom, reduction, cdt, return_grad, out, grad_out):
+    """_finish with a tuple of gradients."""
+    if reduction == "none":
+        loss = _store(losses, cdt, out)
+    else:
+        total = losses.sum()
+        if reduction == "mean":
+            total = total / denom if denom != 0 else np.nan
+        loss = cdt.type(total)
+    if not return_grad:
+        return loss
+    result = []
+    for g, buf in zip(grads, grad_out):
+        if reduction == "mean":
+            g = g / denom if denom != 0 else np.zeros_like(g)
+        result.append(_store(g, cdt, buf))
+    return loss, tuple(result)
+
+
+def margin_ranking_loss(
+    input1,
+    input2,
+    target,
+    *,
+    margin=0.0,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Margin ranking loss (``torch.nn.functional.margin_ranking_loss``). Per element,
+    ``z = -y * (x1 - x2) + margin`` (targets not checked)::
+
+        loss             = max(0, z)
+        (grad1, grad2)   = (-y, y)   where z >= 0 (PyTorch's clamp_min passes ties), else 0
+                           (NaN where z is NaN)
+
+    ``return_grad=True`` returns ``(loss, (grad1, grad2))``; ``"mean"`` divides by the
+    number of elements.
+    """
+    margin = _finite_param("margin", margin)
+    (x1, x2, y), cdt, lshape, grad_out = _multi_inputs(
+        (input1, input2, target),
+        ("input1", "input2", "target"),
+        2,
+        False,
+        False,
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+    )
+    with np.errstate(all="ignore"):
+        a, b, t = _widen(x1, cdt), _widen(x2, cdt), _widen(y, cdt)
+        z = -t * (a - b) + margin
+        losses = np.maximum(z, 0.0)
+        grads = None
+        if return_grad:
+            g2 = _nan_or(np.where(z >= 0, t, 0.0), z)
+            grads = (-g2, g2)
+        return _finish_multi(losses, grads, z.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def triplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    *,
+    margin=1.0,
+    p=2.0,
+    eps=1e-6,
+    swap=False,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Triplet margin loss (``torch.nn.functional.triplet_margin_loss``) over rows of the
+    last axis (a 1-D input is one row: a 0-d loss). With ``d(u, v) = ||u - v + eps||_p``
+    (PyTorch's pairwise_distance)::
+
+        d_neg = d(a, n), or with swap min(d(a, n), d(p, n))   (a tie splits the gradient
+                                                               half / half, as torch.min)
+        loss  = max(0, d(a, p) - d_neg + margin)
+
+    The gradient passes where the clamp's argument is >= 0; the gradient of ``||v||_p`` is
+    ``sign(v_j) |v_j|^(p-1) / ||v||^(p-1)`` (0 where ``v_j == 0`` or the norm is 0).
+    ``return_grad=True`` returns ``(loss, (grad_anchor, grad_positive, grad_negative))``;
+    ``"mean"`` divides by the number of rows.
+    """
+    margin = _finite_param("margin", margin)
+    p = _at_least("p", p, 0.0, strict=True)
+    eps = _finite_param("eps", eps)
+    swap = _check_bool("swap", swap)
+    (a, pos, neg), cdt, lshape, grad_out = _multi_inputs(
+        (anchor, positive, negative),
+        ("anchor", "positive", "negative"),
+        3,
+        True,
+        True,
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+    )
+    with np.errstate(all="ignore"):
+        a, pos, neg = _widen(a, cdt), _widen(pos, cdt), _widen(neg, cdt)
+        d_ap, g_ap = _rows_norm(a - pos + eps, p)
+        d_an, g_an = _rows_norm(a - neg + eps, p)
+        w_an = np.ones(lshape)
+        w_pn = np.zeros(lshape)
+        d_neg = d_an
+        g_pn = np.zeros_like(g_an)
+        if swap:
+            d_pn, g_pn = _rows_norm(pos - neg + eps, p)
+            d_neg = np.minimum(d_an, d_pn)
+            w_an = np.where(d_an < d_pn, 1.0, np.where(d_an == d_pn, 0.5, 0.0))
+            w_pn = np.where(d_pn < d_an, 1.0, np.where(d_an == d_pn, 0.5, 0.0))
+            # NaN distances: np.minimum propagates NaN; the gradient is NaN as well
+            nan = np.isnan(d_an) | np.isnan(d_pn)
+            w_an = np.where(nan, np.nan, w_an)
+            w_pn = np.where(nan, np.nan, w_pn)
+        z = d_ap - d_neg + margin
+        losses = np.maximum(z, 0.0)
+        grads = None
+        if return_grad:
+            s = _nan_or(np.where(z >= 0, 1.0, 0.0), z)[..., None]
+            wa, wp = w_an[..., None], w_pn[..., None]
+            ga = s * (g_ap - wa * g_an)
+            gp = s * (-g_ap - wp * g_pn)
+            gn = s * (wa * g_an + wp * g_pn)
+            grads = (ga, gp, gn)
+        return _finish_multi(losses, grads, losses.size, reduction, cdt, return_grad, out, grad_out)
+
+
+def contrastive_loss(
+    x1,
+    x2,
+    target,
+    *,
+    margin=1.0,
+    eps=1e-6,
+    reduction="mean",
+    return_grad=False,
+    out=None,
+    grad_out=None,
+    n_threads=None,
+):
+    """Contrastive loss over rows of the last axis; ``target`` (shape
+    ``x1.shape[:-1]``) is 1 for a similar pair. With ``u = x1 - x2 + eps`` and ``d =
+    ||u||_2`` per row::
+
+        loss  = y * d**2 + (1 - y) * max(0, margin - d)**2
+        grad1 = (2 y - 2 (1 - y) * max(0, margin - d) / d) * u   (the second term 0 where
+                                                               d == 0 or margin - d <= 0)
+        grad2 = -grad1
+
+    ``return_grad=True`` returns ``(loss, (grad1, grad2))``; ``"mean"`` divides by the
+    number of rows.
+    """
+    margin = _finite_param("margin", margin)
+    eps = _finite_param("eps", eps)
+    (a, b, y), cdt, lshape, grad_out = _multi_inputs(
+        (x1, x2, target),
+        ("x1", "x2", "target"),
+        2,
+        True,
+        True,
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+    )
+    with np.errstate(all="ignore"):
+        u = _widen(a, cdt) - _widen(b, cdt) + eps
+        t = _widen(y, cdt)
+        d2 = (u * u).sum(axis=-1)
+        d = np.sqrt(d2)
+        h = np.maximum(margin - d, 0.0)
+        losses = t * d2 + (1.0 - t) * h * h
+        grads = None
+        if return_grad:
+            push = np.where((d == 0) | ~(margin - d > 0), 0.0, h / d)
+            push = _nan_or(push, d)
+            c = 2.0 * t - 2.0 * (1.0 - t) * push
+            g1 = c[..., None] * u
+            grads = (g1, -g1)
+        return _finish_multi(losses, grads, losses.size, reduction, cdt, return_grad, out, grad_out)
