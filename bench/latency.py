@@ -3,7 +3,7 @@
     python bench/latency.py [--json FILE] [--repeat 7]
 
 Each case is timed as the minimum-of-batches median: `repeat` batches of calls,
-the median batch's time per call.  Small arrays (32 x 10 logits, 320 elements)
+the median batch's time per call.  Small arrays (32 x 10: logits, elements, rows)
 measure the fixed cost of a call (argument checks, dispatch, result objects),
 not the kernels.  Run it before and after a change on the same machine: absolute
 times move between machines and runs.
@@ -20,33 +20,31 @@ import fusedloss as fl
 
 
 def cases():
-    """Cross-entropy (index targets; class weights), then every element-wise loss of
-    the registry: with a fresh gradient, into grad_out, and reduction="none"."""
+    """Cross-entropy with class weights, then every loss of the registry at 32 x 10
+    (its arguments in its domains, as ``python -m fusedloss.bench`` makes them): with a
+    fresh gradient, into grad_out, and reduction="none"."""
     from fusedloss._registry import LOSSES
+    from fusedloss.bench import _bench_args
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(32, 10)).astype(np.float32)
     t = rng.integers(0, 10, 32)
     w = np.ones(10, np.float32)
-    x = rng.normal(size=320).astype(np.float32)
-    targets = {
-        "unit": rng.random(320).astype(np.float32),
-        "real": rng.normal(size=320).astype(np.float32),
-    }
-    g = np.empty_like(x)
     out = {
-        "ce 32x10 grad": lambda: fl.softmax_cross_entropy(z, t, return_grad=True),
-        "ce 32x10 loss": lambda: fl.softmax_cross_entropy(z, t),
         "ce 32x10 grad weight": lambda: fl.softmax_cross_entropy(z, t, weight=w, return_grad=True),
     }
     for spec in LOSSES.values():
-        if spec.kind != "elementwise":
-            continue
-        f, y = getattr(fl, spec.name), targets[spec.target_domain]
+        args = _bench_args(spec, 32, 10, np.dtype(np.float32), rng)
+        n_grads = spec.n_grads if spec.kind == "multi" else 1
+        grads = tuple(np.empty_like(args[0]) for _ in range(n_grads))
+        g = grads if n_grads > 1 else grads[0]
+        f = getattr(fl, spec.name)
         short = spec.name.replace("binary_cross_entropy_with_logits", "bce")
-        out[f"{short} 320 grad"] = lambda f=f, y=y: f(x, y, return_grad=True)
-        out[f"{short} 320 grad_out"] = lambda f=f, y=y: f(x, y, return_grad=True, grad_out=g)
-        out[f"{short} 320 none"] = lambda f=f, y=y: f(x, y, reduction="none")
+        out[f"{short} 32x10 grad"] = lambda f=f, a=args: f(*a, return_grad=True)
+        out[f"{short} 32x10 grad_out"] = lambda f=f, a=args, g=g: f(
+            *a, return_grad=True, grad_out=g
+        )
+        out[f"{short} 32x10 none"] = lambda f=f, a=args: f(*a, reduction="none")
     return out
 
 

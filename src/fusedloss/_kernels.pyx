@@ -12,7 +12,6 @@ struct (type, dtype, layout, size, writability, aliasing), the call runs with
 the GIL released, and `_finish` makes the returned value.
 """
 cimport numpy as cnp
-import numpy as np
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memset
@@ -319,6 +318,8 @@ cdef class Kernel:
     cdef bint hi_open[4]
     cdef bint scale_like[4]
     cdef bint slow[4]
+    cdef bint is_bool[4]
+    cdef list choices
     cdef readonly bint batchmean
     cdef readonly bint index_only
     cdef readonly tuple names
@@ -333,6 +334,7 @@ cdef class Kernel:
         if len(floats) > FL_MAX_PARAMS:
             raise ValueError(f"{spec.name}: more than {FL_MAX_PARAMS} float parameters")
         self.n_float = len(floats)
+        self.choices = []
         for i, p in enumerate(floats):
             self.lo[i] = p.lo
             self.hi[i] = p.hi
@@ -340,6 +342,8 @@ cdef class Kernel:
             self.hi_open[i] = p.hi_open
             self.scale_like[i] = p.scale_like
             self.slow[i] = p.kind != "float" or bool(p.choices)
+            self.is_bool[i] = p.kind == "bool"
+            self.choices.append(tuple(p.choices))
         self.batchmean = "batchmean" in spec.reductions
         self.index_only = spec.target_domain == "class"
         self.names = tuple(spec.inputs)
@@ -400,7 +404,18 @@ cdef int _params(Kernel k, tuple values, double *out) except -1:
         raise TypeError(f"{k.spec.name}: expected {k.n_float} parameters")
     for i in range(k.n_float):
         x = values[i]
-        if type(x) is float and not k.slow[i]:
+        if k.slow[i]:
+            # bools as themselves; a choice (multi_margin's p) as the int or float it is
+            if x is True or x is False:
+                if k.is_bool[i]:
+                    out[i] = 1.0 if x else 0.0
+                    continue
+            elif (type(x) is int or type(x) is float) and x in k.choices[i]:
+                out[i] = x
+                continue
+            out[i] = _validate().check_param(k.spec.floats[i], x)
+            continue
+        if type(x) is float:
             v = x
             if isfinite(v) and (v > k.lo[i] if k.lo_open[i] else v >= k.lo[i]) and \
                     (v < k.hi[i] if k.hi_open[i] else v <= k.hi[i]):
@@ -739,7 +754,8 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
     user_out = out
     V = None
     everything = [v for v in users + conv if cnp.PyArray_Check(v)]
-    if out is not None:
+    if out is not None and not _buffer_ok(out, tn, len(loss_shape), cnp.PyArray_DIMS(
+            <cnp.ndarray>x), red == FL_REDUCE_NONE):
         V = _validate()
         if red != FL_REDUCE_NONE:
             raise ValueError(f"out is only used with reduction='none', not {_RED_NAMES[red]!r}")
@@ -761,7 +777,10 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
         V = _validate()
         for i in range(n_diff):
             gname = "grad_out" if n_diff == 1 else f"grad_out[{i}]"
-            if given[i] is not None:
+            if given[i] is not None and _buffer_ok(given[i], tn, nd, cnp.PyArray_DIMS(
+                    <cnp.ndarray>x), True):
+                grads[i] = given[i]  # canonical: aliasing checked below on the real buffers
+            elif given[i] is not None:
                 others = [v for j, v in enumerate(everything) if v is not conv[i]]
                 g = V.check_buffer(given[i], gname, shape, dtype, others, allowed=conv[i])
                 if users[i] is not conv[i] and cnp.PyArray_Check(users[i]) and \
@@ -773,7 +792,8 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
             else:
                 grads[i] = _new(nd, cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
     if red == FL_REDUCE_NONE and out is None:
-        out = np.empty(loss_shape, dtype)
+        # the loss's shape is a prefix of the input's (sample: 1 axis, rows: nd - 1)
+        out = _new(len(loss_shape), cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
     a.n = n_rows
     a.n_classes = F
     for i in range(len(inputs)):

@@ -393,9 +393,10 @@ _elementwise(
     '(the mathematical KL divergence per sample); ``"mean"`` divides by the number of '
     "elements, as PyTorch.  A zero target gives 0 (``xlogy``).",
 )
-_on_logits(
+_elementwise(
     "heatmap_focal_loss",
     "heatmap_focal",
+    ("logits", "heatmap"),
     (
         Param("alpha", 2.0, lo=0.0, doc="focusing exponent on the prediction"),
         Param("beta", 4.0, lo=0.0, doc="penalty reduction around the peaks: (1 - heatmap)^beta"),
@@ -406,6 +407,7 @@ _on_logits(
     "loss = -(1 - p)^alpha log p where heatmap == 1, else "
     "-(1 - heatmap)^beta p^alpha log(1 - p); p = sigmoid(x)",
     "the closed form, in log-space from the logits (no clamping)",
+    target_domain="unit",
     notes='``"mean"`` divides the sum by ``max(1, number of positives)`` (elements with '
     "heatmap == 1) over the whole input, as CenterNet does.",
 )

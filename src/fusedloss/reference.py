@@ -892,7 +892,7 @@ def kl_div(
 
 def heatmap_focal_loss(
     logits,
-    target,
+    heatmap,
     *,
     alpha=2.0,
     beta=4.0,
@@ -905,7 +905,7 @@ def heatmap_focal_loss(
 ):
     """CenterNet / CornerNet penalty-reduced focal loss, from the logits.
 
-    Per element, ``p = sigmoid(x)``, ``t`` the heatmap (``target``), in log space (``log p =
+    Per element, ``p = sigmoid(x)``, ``t`` the heatmap, in log space (``log p =
     -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
 
         t == 1:  loss = -(1 - p)**alpha * log p
@@ -920,7 +920,7 @@ def heatmap_focal_loss(
     alpha = _at_least("alpha", alpha, 0.0)
     beta = _at_least("beta", beta, 0.0)
     x, target, cdt = _elementwise_inputs(
-        logits, target, "logits", reduction, return_grad, out, grad_out
+        logits, heatmap, "logits", reduction, return_grad, out, grad_out
     )
     alpha, beta = _param_in(alpha, cdt), _param_in(beta, cdt)
     with np.errstate(all="ignore"):
