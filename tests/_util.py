@@ -26,15 +26,19 @@ def assert_close(got, want, dtype, what=""):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
-def compare(fast_fn, ref_fn, args, kwargs, dtype):
-    """Calls both with every reduction and return_grad, and compares."""
-    for reduction in REDUCTIONS:
+def compare(fast_fn, ref_fn, args, kwargs, dtype, reductions=REDUCTIONS, grads=None):
+    """Calls both with every reduction and return_grad, and compares.  grads: the
+    gradients of a (loss, grad) result as a tuple (default: the one gradient)."""
+    for reduction in reductions:
         for return_grad in (False, True):
             got = fast_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
             want = ref_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
             if return_grad:
                 assert_close(got[0], want[0], dtype, f"loss {reduction}")
-                assert_close(got[1], want[1], dtype, f"grad {reduction}")
+                gg, wg = (grads(got), grads(want)) if grads else ((got[1],), (want[1],))
+                assert len(gg) == len(wg)
+                for k, (g, w) in enumerate(zip(gg, wg)):
+                    assert_close(g, w, dtype, f"grad {k} {reduction}")
             else:
                 assert_close(got, want, dtype, f"loss {reduction}")
 

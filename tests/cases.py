@@ -773,6 +773,23 @@ def _fault_points(spec, variant):
     return points
 
 
+def _draw_target_fault(draw, call, shape, tdt):
+    """(fault, shape, dtype) of a target of the right ``shape`` and dtype ``tdt``, made
+    invalid when the call's target is to be (fault 0/1: a wrong shape, 2: a non-numeric
+    dtype; None: valid)."""
+    r = draw(st.integers(0, 2)) if _chance(draw, call, 6, "target") else None
+    if r == 0:
+        shape = draw(st.sampled_from([shape + (1,), (2,) + shape]))
+        call.bad(ValueError, "a target of the wrong shape")
+    elif r == 1 and shape:
+        shape = shape[:-1] + (shape[-1] + 1,)
+        call.bad(ValueError, "a target of the wrong shape")
+    elif r == 2:
+        tdt = draw(st.sampled_from(_NON_NUMERIC))
+        call.bad(TypeError, f"a target of dtype {tdt}")
+    return r, shape, tdt
+
+
 def _chance(draw, call, n, point):
     """Whether to make the argument ``point`` invalid: in a "one" example when it is the
     fault, in a "many" example with probability 1/n, never in a "valid" one."""
@@ -1000,17 +1017,7 @@ def _draw_target(draw, call, rng, xshape):
     else:
         tdt = draw(st.sampled_from(_TARGET_DTYPES))
         domain = "unit" if spec.target_domain == "unit" else "real"
-    shape = tuple(xshape)
-    r = draw(st.integers(0, 2)) if _chance(draw, call, 6, "target") else None
-    if r == 0:
-        shape = draw(st.sampled_from([shape + (1,), (2,) + shape]))
-        call.bad(ValueError, "a target of the wrong shape")
-    elif r == 1 and shape:
-        shape = shape[:-1] + (shape[-1] + 1,)
-        call.bad(ValueError, "a target of the wrong shape")
-    elif r == 2:
-        tdt = draw(st.sampled_from(_NON_NUMERIC))
-        call.bad(TypeError, f"a target of dtype {tdt}")
+    r, shape, tdt = _draw_target_fault(draw, call, tuple(xshape), tdt)
     t = _draw_array(draw, rng, shape, tdt, domain)
     if domain == "sign" and r is None and t.size and _chance(draw, call, 4, "label"):
         t = np.array(t, copy=True)
@@ -1224,17 +1231,7 @@ def _fuzz_multi(draw, call, rng):
             tdt, domain = draw(st.sampled_from(_TARGET_DTYPES)), "unit"
         else:
             tdt, domain = draw(st.sampled_from(_SIGN_DTYPES)), "sign"
-        shape = lshape
-        r = draw(st.integers(0, 2)) if _chance(draw, call, 6, "target") else None
-        if r == 0:
-            shape = draw(st.sampled_from([shape + (1,), (2,) + shape]))
-            call.bad(ValueError, "a target of the wrong shape")
-        elif r == 1 and shape:
-            shape = shape[:-1] + (shape[-1] + 1,)
-            call.bad(ValueError, "a target of the wrong shape")
-        elif r == 2:
-            tdt = draw(st.sampled_from(_NON_NUMERIC))
-            call.bad(TypeError, f"a target of dtype {tdt}")
+        _, shape, tdt = _draw_target_fault(draw, call, lshape, tdt)
         ins.append(_draw_array(draw, rng, shape, tdt, domain))
     call.args = ins
     _draw_common(draw, call, None, lshape)

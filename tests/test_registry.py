@@ -39,7 +39,7 @@ import zlib
 import cases
 import numpy as np
 import pytest
-from _util import DTYPES, REDUCTIONS, assert_close, central_differences, run_workers
+from _util import DTYPES, REDUCTIONS, assert_close, central_differences, compare, run_workers
 from cases import LOSSES
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -153,18 +153,13 @@ def _grads(spec, r):
 
 def _compare(spec, fast_fn, ref_fn, args, kwargs, dtype, reductions=REDUCTIONS):
     """_util.compare, for one gradient or several."""
-    for reduction in reductions:
-        for return_grad in (False, True):
-            got = fast_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
-            want = ref_fn(*args, reduction=reduction, return_grad=return_grad, **kwargs)
-            if return_grad:
-                assert_close(got[0], want[0], dtype, f"loss {reduction}")
-                gg, wg = _grads(spec, got), _grads(spec, want)
-                assert len(gg) == len(wg) == cases.n_grads(spec)
-                for k, (g, w) in enumerate(zip(gg, wg)):
-                    assert_close(g, w, dtype, f"grad {k} {reduction}")
-            else:
-                assert_close(got, want, dtype, f"loss {reduction}")
+
+    def grads(result):
+        g = _grads(spec, result)
+        assert len(g) == cases.n_grads(spec)
+        return g
+
+    compare(fast_fn, ref_fn, args, kwargs, dtype, reductions, grads)
 
 
 def _reductions(spec):

@@ -705,7 +705,7 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
     grad_out takes one (entries None or arrays; an array may be its own input)."""
     cdef int red = _reduction(reduction)
     cdef fl_args a
-    cdef int tn, nd, i, n_diff
+    cdef int tn, nd, i, n_diff, loss_nd
     cdef fl_index n_rows = 1, F = 1, n
     memset(&a, 0, sizeof(a))
     spec = k.spec
@@ -723,29 +723,23 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
     if (sample or spec.rows) and nd == 0:
         raise ValueError(f"{names[0]} must have at least one dimension"
                          + (" (the sample axis)" if sample else " (rows are the last axis)"))
-    if sample:
-        loss_shape = shape[:1]
-    elif spec.rows:
-        loss_shape = shape[:-1]
-    else:
-        loss_shape = shape
+    # the losses have the input's first loss_nd axes; each sums the other axes' F elements
+    loss_nd = 1 if sample else (nd - 1 if spec.rows else nd)
+    loss_shape = shape[:loss_nd]
     for d in loss_shape:
         n_rows *= d
+    for d in shape[loss_nd:]:
+        F *= d
     n = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    F = n // n_rows if n_rows > 0 else (shape[nd - 1] if nd else 1)
-    if sample and n_rows == 0:
-        F = 1
-        for d in shape[1:]:
-            F *= d
     users = [xu]
     conv = [x]
     for i in range(1, len(inputs)):
-        if sample or i < n_diff:
-            u, c = _as_input(inputs[i], names[i], dtype, shape,
-                             f"the shape of {names[0]}")
-        else:
-            u, c = _as_input(inputs[i], names[i], dtype, loss_shape,
-                             f"{names[0]}.shape[:-1]" if spec.rows else f"the shape of {names[0]}")
+        # the differentiable inputs (and Dice's target) have the input's shape; a
+        # target of the others the loss's
+        same = sample or i < n_diff
+        u, c = _as_input(inputs[i], names[i], dtype, shape if same else loss_shape,
+                         f"the shape of {names[0]}" if same or not spec.rows
+                         else f"{names[0]}.shape[:-1]")
         users.append(u)
         conv.append(c)
     if _dtype_f32(tn):
@@ -754,7 +748,7 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
     user_out = out
     V = None
     everything = [v for v in users + conv if cnp.PyArray_Check(v)]
-    if out is not None and not _buffer_ok(out, tn, len(loss_shape), cnp.PyArray_DIMS(
+    if out is not None and not _buffer_ok(out, tn, loss_nd, cnp.PyArray_DIMS(
             <cnp.ndarray>x), red == FL_REDUCE_NONE):
         V = _validate()
         if red != FL_REDUCE_NONE:
@@ -792,16 +786,14 @@ def multi(Kernel k, tuple inputs, tuple params, reduction, bint return_grad, out
             else:
                 grads[i] = _new(nd, cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
     if red == FL_REDUCE_NONE and out is None:
-        # the loss's shape is a prefix of the input's (sample: 1 axis, rows: nd - 1)
-        out = _new(len(loss_shape), cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
+        out = _new(loss_nd, cnp.PyArray_DIMS(<cnp.ndarray>x), tn)
     a.n = n_rows
     a.n_classes = F
     for i in range(len(inputs)):
         if sample or i < n_diff:
             a.input[i] = _buf(conv[i], tn, n, False, names[i])
-    if not sample and len(inputs) > n_diff:
-        a.target = _buf(conv[n_diff], tn, n_rows, False, names[n_diff])
-        a.input[n_diff] = NULL
+        else:
+            a.target = _buf(conv[i], tn, n_rows, False, names[i])
     a.loss_out = _buf(out, tn, n_rows, True, "out")
     for i in range(n_diff):
         a.grad[i] = _buf(grads[i], tn, n, True, "grad_out")

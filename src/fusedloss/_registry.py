@@ -194,13 +194,14 @@ _register(
 )
 
 
-def _elementwise(name, kernel, inputs, params, torch, summary, formula, grad, **fields):
-    """Registers an element-wise loss."""
+def _add(kind, name, kernel, inputs, params, torch, summary, formula, grad, **fields):
+    """Registers a loss of `kind` (the positional fields every spec has; the rest by
+    keyword)."""
     _register(
         LossSpec(
             name=name,
             kernel=kernel,
-            kind="elementwise",
+            kind=kind,
             inputs=inputs,
             params=params,
             torch=torch,
@@ -210,6 +211,11 @@ def _elementwise(name, kernel, inputs, params, torch, summary, formula, grad, **
             **fields,
         )
     )
+
+
+def _elementwise(*args, **fields):
+    """Registers an element-wise loss."""
+    _add("elementwise", *args, **fields)
 
 
 def _on_logits(name, kernel, params, torch, summary, formula, grad, **fields):
@@ -413,23 +419,9 @@ _elementwise(
 )
 
 
-def _class_index(name, kernel, inputs, params, torch, summary, formula, grad, notes=""):
+def _class_index(*args, **fields):
     """A loss over the class axis with class-index targets only."""
-    _register(
-        LossSpec(
-            name=name,
-            kernel=kernel,
-            kind="class_axis",
-            inputs=inputs,
-            params=params,
-            target_domain="class",
-            torch=torch,
-            summary=summary,
-            formula=formula,
-            grad=grad,
-            notes=notes,
-        )
-    )
+    _add("class_axis", *args, target_domain="class", **fields)
 
 
 _IGNORE = Param(
@@ -493,41 +485,27 @@ _class_index(
     "grad_j = w[y] / C p max(0, margin - x[y] + x[j])^(p-1) (j != y), grad_y = -sum_j grad_j",
     notes='``"mean"`` divides by the number of rows.',
 )
-_register(
-    LossSpec(
-        name="dice_loss",
-        kernel="dice",
-        kind="sample",
-        inputs=("logits", "target"),
-        params=(Param("smooth", 1.0, lo=0.0, doc="added to the numerator and denominator"),),
-        target_domain="unit",
-        summary="Soft Dice loss per sample on sigmoid probabilities.",
-        formula="loss = 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), "
-        "p = sigmoid(x), sums over every axis but the first",
-        grad="grad = p (1 - p) (N - 2 t D) / D^2, N and D the numerator and denominator",
-        notes="The first axis is the sample axis; per-class Dice of ``(N, C, H, W)`` is the "
-        "same call on the view ``(N * C, H * W)``.",
-    )
+_add(
+    "sample",
+    "dice_loss",
+    "dice",
+    ("logits", "target"),
+    (Param("smooth", 1.0, lo=0.0, doc="added to the numerator and denominator"),),
+    "",
+    "Soft Dice loss per sample on sigmoid probabilities.",
+    "loss = 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), "
+    "p = sigmoid(x), sums over every axis but the first",
+    "grad = p (1 - p) (N - 2 t D) / D^2, N and D the numerator and denominator",
+    target_domain="unit",
+    notes="The first axis is the sample axis; per-class Dice of ``(N, C, H, W)`` is the "
+    "same call on the view ``(N * C, H * W)``.",
 )
 
 
-def _multi(name, kernel, inputs, n_grads, rows, params, torch, summary, formula, grad, notes=""):
-    _register(
-        LossSpec(
-            name=name,
-            kernel=kernel,
-            kind="multi",
-            inputs=inputs,
-            params=params,
-            n_grads=n_grads,
-            rows=rows,
-            torch=torch,
-            summary=summary,
-            formula=formula,
-            grad=grad,
-            notes=notes,
-        )
-    )
+def _multi(name, kernel, inputs, n_grads, rows, *args, **fields):
+    """A loss of several differentiable inputs (the first n_grads), per element or
+    per row of the last axis."""
+    _add("multi", name, kernel, inputs, *args, n_grads=n_grads, rows=rows, **fields)
 
 
 _multi(

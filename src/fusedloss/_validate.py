@@ -161,8 +161,6 @@ def check_param(param, value):
             return 1.0 if value else 0.0
         raise TypeError(f"{param.name} must be a bool, got {value!r}")
     v = finite_param(value, param.name)
-    if param.choices and isinstance(value, (float, np.floating)) and not v.is_integer():
-        raise ValueError(f"{param.name} must be {param.range_text()}, got {value!r}")
     if not param.in_range(v):
         raise ValueError(f"{param.name} must be {param.range_text()}, got {v}")
     return v

@@ -106,9 +106,7 @@ def _bench_args(spec, n, c, dtype, rng):
         if spec.name == "heatmap_focal_loss":
             t = np.where(rng.uniform(size=(n, c)) > 0.99, 1.0, rng.uniform(size=(n, c)) * 0.9)
             t = t.astype(dtype)
-        if spec.name == "kl_div":
-            t = rng.dirichlet(np.ones(c), size=n).astype(dtype)
-    elif spec.name == "kl_div":
+    elif spec.input_domain == "logprob":  # kl_div: probabilities
         t = rng.dirichlet(np.ones(c), size=n).astype(dtype)
     else:
         t = (x + rng.normal(size=(n, c))).astype(dtype)
