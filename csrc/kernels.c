@@ -70,10 +70,11 @@ static void fl_result_init(fl_result *r)
     r->bad_pos = -1;
 }
 
-/* Class-axis kernels implement the class axis last, without a hessian. */
-static int fl_class_layout_supported(const fl_args *a)
+/* Class-axis kernels implement the class axis last; a hessian only where
+ * the kernel has one (has_hess). */
+static int fl_class_layout_supported(const fl_args *a, int has_hess)
 {
-    return a->class_stride <= 1 && a->hess == NULL;
+    return a->class_stride <= 1 && (has_hess || a->hess == NULL);
 }
 
 /* The gradient factor of a call whose mean has denominator denom:

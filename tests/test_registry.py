@@ -178,8 +178,13 @@ def _expected_signature(spec):
         P("return_grad", P.KEYWORD_ONLY, default=False),
         P("out", P.KEYWORD_ONLY, default=None),
         P("grad_out", P.KEYWORD_ONLY, default=None),
-        P("n_threads", P.KEYWORD_ONLY, default=None),
     ]
+    if spec.hess:  # the losses with a second derivative (tests/test_hess.py)
+        params += [
+            P("return_hess", P.KEYWORD_ONLY, default=False),
+            P("hess_out", P.KEYWORD_ONLY, default=None),
+        ]
+    params += [P("n_threads", P.KEYWORD_ONLY, default=None)]
     return inspect.Signature(params)
 
 
@@ -214,7 +219,11 @@ def test_registry_entry_is_consistent(name):
         assert len(spec.inputs) == 2 and spec.n_grads == 1 and not spec.rows
     names = [p.name for p in spec.params]
     assert len(set(names)) == len(names)
-    assert not set(names) & {"reduction", "return_grad", "out", "grad_out", "n_threads"}
+    reserved = {"reduction", "return_grad", "out", "grad_out", "n_threads"}
+    assert not set(names) & (reserved | {"return_hess", "hess_out"})
+    assert isinstance(spec.hess, str)
+    if spec.hess:  # a hessian only where the kernel has one: element-wise, CE
+        assert spec.kind == "elementwise" or spec.name == "softmax_cross_entropy"
     for p in spec.params:
         assert p.kind in ("float", "int", "weight", "bool")
         if p.kind == "float":

@@ -812,7 +812,9 @@ static void test_contract_names(void)
 static void test_contract_hessians(void)
 {
     enum { N = 64 };
-    static const int ids[] = { FL_ID_mse, FL_ID_l1, FL_ID_huber, FL_ID_smooth_l1, FL_ID_bce };
+    static const int ids[] = { FL_ID_mse,   FL_ID_l1,    FL_ID_huber,         FL_ID_smooth_l1,
+                               FL_ID_bce,   FL_ID_focal, FL_ID_heatmap_focal, FL_ID_exponential,
+                               FL_ID_hinge, FL_ID_kl_div };
     double x[N], t[N], w[N], h[N], g[N], g0[N], l0[N], l[N], xi[N], gp[N], gm[N], xs[N];
     for (int i = 0; i < N; ++i) {
         x[i] = urand(3.0);
@@ -825,6 +827,19 @@ static void test_contract_hessians(void)
         fl_result r;
         fl_args a = plain_args(x, t, N);
         a.param[0] = id == FL_ID_huber ? 0.7 : id == FL_ID_smooth_l1 ? 0.6 : 0.0;
+        a.param[1] = 0.0;
+        if (id == FL_ID_focal) { /* alpha 0.25, gamma 1.5 (the general variant) */
+            a.param[0] = 0.25;
+            a.param[1] = 1.5;
+        } else if (id == FL_ID_heatmap_focal) { /* CenterNet's alpha 2, beta 4 */
+            a.param[0] = 2.0;
+            a.param[1] = 4.0;
+        }
+        /* labels +-1 for the margin losses, [0.5, 1] otherwise (1 every 8th:
+         * the heatmap's positives) */
+        const int sign = id == FL_ID_exponential || id == FL_ID_hinge;
+        for (int i = 0; i < N; ++i)
+            t[i] = sign ? (i % 3 ? 1.0 : -1.0) : (i % 8 ? 0.75 + 0.25 * urand(1.0) : 1.0);
         a.weight.ptr = w;
         a.weight.cols = N;
         a.weight.cs = 1;
@@ -860,6 +875,7 @@ static void test_contract_hessians(void)
         }
         fl_args b = plain_args(xs, t, N);
         b.param[0] = a.param[0];
+        b.param[1] = a.param[1];
         b.weight = a.weight;
         b.grad_scale = 0.5;
         b.grad[0] = gp;
@@ -871,11 +887,110 @@ static void test_contract_hessians(void)
         for (int i = 0; i < N; ++i) {
             const double e = x[i] - t[i], ae = fabs(e);
             const double kink = id == FL_ID_l1 ? 0 : a.param[0];
-            if (id != FL_ID_mse && id != FL_ID_bce && (fabs(ae - kink) < 1e-4 || ae < 1e-4))
+            const int piecewise = id == FL_ID_l1 || id == FL_ID_huber || id == FL_ID_smooth_l1;
+            if (piecewise && (fabs(ae - kink) < 1e-4 || ae < 1e-4))
+                continue;
+            if (id == FL_ID_hinge && fabs(1.0 - t[i] * x[i]) < 1e-4)
                 continue;
             const double fd = (gp[i] - gm[i]) / (2 * eps);
             snprintf(what, sizeof what, "%s: hess = d grad / dx at %d", fl_loss_name(id), i);
             close_to(what, h[i], fd, 1e-6);
+        }
+    }
+}
+
+/* The cross-entropy hessian's diagonal against central differences of the
+ * gradient, on the few-class tile (C = 5) and the row path (C = 40), index
+ * targets (weights, smoothing, an ignored row: zeros) and probability
+ * targets, float64 and float32; loss and gradient unchanged by asking. */
+static void test_ce_hessian(void)
+{
+    enum { N = 21, CMAX = 40 };
+    static const int Cs[] = { 5, 40 };
+    double z[N * CMAX], zs[N * CMAX], y[N * CMAX], w[CMAX], g[N * CMAX], g0[N * CMAX];
+    double h[N * CMAX], gp[N * CMAX], gm[N * CMAX], l[N], l0[N];
+    float zf[N * CMAX], yf[N * CMAX], wf[CMAX], gf[N * CMAX], hf[N * CMAX];
+    int64_t t[N];
+    for (size_t ci = 0; ci < sizeof Cs / sizeof Cs[0]; ++ci) {
+        const int C = Cs[ci];
+        for (int probs = 0; probs < 2; ++probs) {
+            char what[96];
+            fl_result r;
+            for (int i = 0; i < N * C; ++i) {
+                z[i] = urand(4.0);
+                y[i] = 0.5 + 0.5 * urand(1.0);
+            }
+            for (int i = 0; i < N; ++i)
+                t[i] = i == 3 ? -100 : (int64_t)(i * 7 % C);
+            for (int j = 0; j < C; ++j)
+                w[j] = 1.0 + 0.5 * urand(1.0);
+            const int id = probs ? FL_ID_ce_prob : FL_ID_ce_index;
+            fl_args a = plain_args(z, probs ? (const double *)y : NULL, N);
+            if (!probs)
+                a.target = t;
+            a.n_classes = C;
+            a.class_stride = 1;
+            a.ignore_index = -100;
+            a.param[0] = 0.1; /* label smoothing */
+            a.weight.ptr = w;
+            a.reduction = FL_REDUCE_MEAN;
+            a.loss_out = l0;
+            a.grad[0] = g0;
+            check(fl_run(id, 0, &a, &r) == FL_OK, "ce hess: plain run", C, probs);
+            const double s0 = r.acc[0];
+            a.loss_out = l;
+            a.grad[0] = g;
+            a.hess = h;
+            snprintf(what, sizeof what, "ce hess C=%d probs=%d: status", C, probs);
+            check(fl_run(id, 0, &a, &r) == FL_OK, what, C, probs);
+            snprintf(what, sizeof what, "ce hess C=%d probs=%d: loss, grad unchanged", C, probs);
+            check(r.acc[0] == s0 && memcmp(l, l0, N * sizeof l[0]) == 0 &&
+                      memcmp(g, g0, (size_t)(N * C) * sizeof g[0]) == 0,
+                  what, r.acc[0], s0);
+            /* column j of every row at once: rows are independent */
+            const double eps = 1e-6;
+            fl_args b = a;
+            b.input[0] = zs;
+            b.hess = NULL;
+            b.loss_out = NULL;
+            for (int j = 0; j < C; ++j) {
+                memcpy(zs, z, (size_t)(N * C) * sizeof z[0]);
+                for (int i = 0; i < N; ++i)
+                    zs[i * C + j] += eps;
+                b.grad[0] = gp;
+                fl_run(id, 0, &b, &r);
+                for (int i = 0; i < N; ++i)
+                    zs[i * C + j] -= 2 * eps;
+                b.grad[0] = gm;
+                fl_run(id, 0, &b, &r);
+                for (int i = 0; i < N; ++i) {
+                    const double fd = (gp[i * C + j] - gm[i * C + j]) / (2 * eps);
+                    snprintf(what, sizeof what, "ce hess C=%d probs=%d = d grad / dz [%d,%d]", C,
+                             probs, i, j);
+                    close_to(what, h[i * C + j], fd, 1e-6);
+                    if (!probs && i == 3)
+                        check(h[i * C + j] == 0, "ce hess: ignored row is 0", h[i * C + j], 0);
+                }
+            }
+            /* float32: the same within float32 rounding */
+            for (int i = 0; i < N * C; ++i) {
+                zf[i] = (float)z[i];
+                yf[i] = (float)y[i];
+            }
+            for (int j = 0; j < C; ++j)
+                wf[j] = (float)w[j];
+            fl_args f = a;
+            f.input[0] = zf;
+            f.target = probs ? (const void *)yf : (const void *)t;
+            f.weight.ptr = wf;
+            f.loss_out = NULL;
+            f.grad[0] = gf;
+            f.hess = hf;
+            fl_run(id, 1, &f, &r);
+            for (int i = 0; i < N * C; ++i) {
+                snprintf(what, sizeof what, "ce hess float32 C=%d probs=%d [%d]", C, probs, i);
+                close_to(what, hf[i], h[i], 2e-6);
+            }
         }
     }
 }
@@ -895,11 +1010,10 @@ static void test_contract_unsupported(void)
     for (int i = 0; i < N; ++i)
         idx[i] = i % C;
     fl_args a = plain_args(x, t, N * C);
-    a.param[1] = 2.0;
     a.hess = h;
     a.grad[0] = g;
-    check(fl_run(FL_ID_focal, 0, &a, &r) == FL_E_UNSUPPORTED, "focal hess unsupported", 0, 0);
-    check(h[0] == 1234.0 && g[0] == 1234.0 && h[N * C - 1] == 1234.0, "focal: nothing written", 0,
+    check(fl_run(FL_ID_dice, 0, &a, &r) == FL_E_UNSUPPORTED, "dice hess unsupported", 0, 0);
+    check(h[0] == 1234.0 && g[0] == 1234.0 && h[N * C - 1] == 1234.0, "dice: nothing written", 0,
           0);
     fl_args c = plain_args(x, NULL, N);
     c.target = idx;
@@ -910,8 +1024,13 @@ static void test_contract_unsupported(void)
     check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "ce class_stride 2", 0, 0);
     c.class_stride = 1;
     c.hess = h;
-    check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "ce hess unsupported", 0, 0);
-    check(g[0] == 1234.0 && h[0] == 1234.0, "ce: nothing written", 0, 0);
+    static const int no_hess[] = { FL_ID_nll, FL_ID_softmax_focal, FL_ID_multi_margin };
+    for (size_t k = 0; k < sizeof no_hess / sizeof no_hess[0]; ++k) {
+        char what[96];
+        snprintf(what, sizeof what, "%s hess unsupported", fl_loss_name(no_hess[k]));
+        check(fl_run(no_hess[k], 0, &c, &r) == FL_E_UNSUPPORTED, what, 0, 0);
+    }
+    check(g[0] == 1234.0 && h[0] == 1234.0, "class kernels: nothing written", 0, 0);
     c.hess = NULL;
     c.reduction = FL_REDUCE_MEAN;
     c.flags = FL_NO_CHECK;
@@ -1020,6 +1139,7 @@ int main(int argc, char **argv)
     test_ce_no_classes();
     test_contract_names();
     test_contract_hessians();
+    test_ce_hessian();
     test_contract_unsupported();
     test_contract_mean();
     printf("%d passed, %d failed\n", n_pass, n_fail);

@@ -477,11 +477,13 @@ cdef object _new(int nd, cnp.npy_intp *dims, int tn):
 
 
 cdef object _finish(int red, const fl_result *res, int tn, object loss_out, object grad,
-                    bint return_grad, object user_out, object user_grad, double batch):
+                    bint return_grad, object user_out, object user_grad, double batch,
+                    object hess=None, object user_hess=None):
     """The value a loss returns: the per-element/row array for "none" (the
     caller's own out object when given), else the sum or the mean (NaN over
     nothing; "batchmean": the sum over `batch`) as a NumPy scalar of the compute
-    dtype; with the gradient (the caller's grad_out object when given)."""
+    dtype; with the gradient (the caller's grad_out object when given) and the
+    hessian when there is one (hess not None)."""
     cdef double total = res.acc[0], denom = res.acc[1]
     cdef float total32
     if red == RED_BATCHMEAN:
@@ -500,6 +502,9 @@ cdef object _finish(int red, const fl_result *res, int tn, object loss_out, obje
             loss = PyArray_Scalar(&total, _DESCR_F64, None)
     if not return_grad:
         return loss
+    if hess is not None:
+        return (loss, (user_grad if user_grad is not None else grad),
+                (user_hess if user_hess is not None else hess))
     return loss, (user_grad if user_grad is not None else grad)
 
 
@@ -541,9 +546,35 @@ cdef tuple _outputs(int red, bint return_grad, object out, object grad_out, int 
     return out, grad_out
 
 
+cdef object _hess_out(bint return_grad, bint return_hess, object hess_out, int tn, int nd,
+                      cnp.npy_intp *dims, object x, tuple others):
+    """The hessian's buffer (None without return_hess): the caller's hess_out,
+    checked (it may overlap nothing: not the input, not out or grad_out), or a
+    new array of the input's shape."""
+    cdef object a
+    if not return_hess:
+        if hess_out is not None:
+            raise ValueError("hess_out was given but return_hess is False")
+        return None
+    if not return_grad:
+        raise ValueError("return_hess=True needs return_grad=True (the hessian comes "
+                         "with the gradient: (loss, grad, hess))")
+    if hess_out is None:
+        return _new(nd, dims, tn)
+    if not _buffer_ok(hess_out, tn, nd, dims, True):
+        hess_out = _validate().check_buffer(hess_out, "hess_out", x.shape, x.dtype, [])
+    for a in others:
+        if a is not None and cnp.PyArray_Check(a) and \
+                _overlap(<cnp.ndarray>hess_out, <cnp.ndarray>a):
+            raise ValueError("hess_out overlaps another array of the call (an input, out or "
+                             "grad_out): it may not alias anything")
+    return hess_out
+
+
 cdef object _call(Kernel k, int kid, int tn, int red, fl_args *a, object target,
                   fl_index n_classes, object out, object grad_out, bint return_grad,
-                  object user_out, object user_grad, tuple read=(), fl_index batch=1):
+                  object user_out, object user_grad, tuple read=(), fl_index batch=1,
+                  object hess=None, object user_hess=None):
     """Runs kernel kid with the GIL released; raises what its status says; the
     value the loss returns.  "batchmean" runs as a sum with the gradient over
     `batch` (the first axis's length)."""
@@ -558,15 +589,17 @@ cdef object _call(Kernel k, int kid, int tn, int red, fl_args *a, object target,
         status = fl_run(kid, f32, a, &res)
     _status(status, &res, target, n_classes, k, read)
     return _finish(red, &res, tn, out, grad_out, return_grad, user_out, user_grad,
-                   <double>batch)
+                   <double>batch, hess, user_hess)
 
 
 def elementwise(Kernel k, input, target, tuple params, weight, weight2, reduction,
-                bint return_grad, out, grad_out, n_threads):
+                bint return_grad, out, grad_out, n_threads, bint return_hess=False,
+                hess_out=None):
     """An element-wise loss: input and target of one shape, a loss per element.
 
     params: the spec's float parameters in order; weight / weight2: the spec's
-    broadcast weights (None when absent or not taken)."""
+    broadcast weights (None when absent or not taken); return_hess / hess_out:
+    the hessian's diagonal (losses whose spec has one)."""
     cdef int red = _reduction(reduction, k.batchmean)
     cdef fl_args a
     cdef fl_index wshape[FL_BCAST_MAXDIM]
@@ -607,13 +640,19 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
     a.weight2 = _bcast(pdesc, tn, n, "pos_weight", pshape, pstride)
     a.loss_out = _buf(out, tn, n, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
-    _check_outputs(_with_user(x, xu, t, tu, wc, wu, pc, pu), out, grad_out)
+    readers = _with_user(x, xu, t, tu, wc, wu, pc, pu)
+    _check_outputs(readers, out, grad_out)
+    user_hess = hess_out
+    hess_out = _hess_out(return_grad, return_hess, hess_out, tn, nd, dims, x,
+                         readers + (out, grad_out, user_out, user_grad))
+    a.hess = _buf(hess_out, tn, n, True, "hess_out") if hess_out is not None else NULL
     return _call(k, k.kid, tn, red, &a, t, 0, out, grad_out, return_grad, user_out, user_grad,
-                 (x, t), dims[0] if nd > 0 else 1)
+                 (x, t), dims[0] if nd > 0 else 1, hess_out, user_hess)
 
 
 def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, reduction,
-               bint return_grad, out, grad_out, n_threads):
+               bint return_grad, out, grad_out, n_threads, bint return_hess=False,
+               hess_out=None):
     """A loss over a class axis (the last): logits (..., C), targets class
     indices (...) or probabilities (..., C); a loss per row."""
     cdef int red = _reduction(reduction)
@@ -680,9 +719,14 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     a.weight.ptr = _buf(wc, tn, C, False, k.weight_names[0])
     a.loss_out = _buf(out, tn, n_rows, True, "out")
     a.grad[0] = _buf(grad_out, tn, n, True, "grad_out")
-    _check_outputs(_with_user(x, xu, t, tu, wc, wu, None, None), out, grad_out)
+    readers = _with_user(x, xu, t, tu, wc, wu, None, None)
+    _check_outputs(readers, out, grad_out)
+    user_hess = hess_out
+    hess_out = _hess_out(return_grad, return_hess, hess_out, tn, nd, dims, x,
+                         readers + (out, grad_out, user_out, user_grad))
+    a.hess = _buf(hess_out, tn, n, True, "hess_out") if hess_out is not None else NULL
     return _call(k, k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out,
-                 return_grad, user_out, user_grad)
+                 return_grad, user_out, user_grad, (), 1, hess_out, user_hess)
 
 
 cdef object _as_input(object a, str name, object dtype, tuple shape, str what):

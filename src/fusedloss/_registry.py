@@ -95,7 +95,8 @@ class LossSpec:
     taken beyond mean / sum / none (kl_div's "batchmean"); reference: the NumPy twin in
     fusedloss.reference (same name); torch: the PyTorch function it matches
     (documentation and tests); formula: the loss per element / row (docstring);
-    grad: its gradient; hess: whether return_hess is implemented (not yet public)."""
+    grad: its gradient; hess: its second derivative (the diagonal of the hessian), for
+    the losses that take return_hess ("" for the others)."""
 
     name: str
     kernel: str
@@ -108,7 +109,7 @@ class LossSpec:
     formula: str = ""
     grad: str = ""
     notes: str = ""
-    hess: bool = False
+    hess: str = ""
     extra_kernels: tuple = field(default=())
     input_domain: str = "real"
     n_grads: int = 1
@@ -190,6 +191,7 @@ _register(
         summary="Softmax cross-entropy over the last axis.",
         formula="loss = -sum_c w_c y_c log softmax(z)_c",
         grad="grad = (sum_c w_c y_c) softmax(z) - w * y",
+        hess="hess = (sum_c w_c y_c) softmax(z) (1 - softmax(z))",
     )
 )
 
@@ -242,7 +244,7 @@ _on_logits(
     "Binary cross-entropy on logits, stable for logits of any magnitude.",
     "loss = w (pw t softplus(-x) + (1 - t) softplus(x))",
     "grad = w ((1 - t) sigmoid(x) - pw t sigmoid(-x))",
-    hess=True,
+    hess="hess = w (pw t + 1 - t) sigmoid(x) sigmoid(-x)",
 )
 _on_logits(
     "sigmoid_focal_loss",
@@ -261,10 +263,12 @@ _on_logits(
     "loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
     "the closed form, with its finite analytic limit where autograd gives NaN "
     "(gamma < 1 at saturated, correct predictions)",
+    hess="hess: the closed form (negative in places for gamma > 0; finite for every "
+    "gamma >= 0)",
 )
 
 
-def _regression(name, kernel, summary, formula, grad, params=()):
+def _regression(name, kernel, summary, formula, grad, hess, params=()):
     """An element-wise loss on e = input - target, with weight= and a hessian."""
     _elementwise(
         name,
@@ -275,7 +279,7 @@ def _regression(name, kernel, summary, formula, grad, params=()):
         summary,
         formula + ", e = input - target",
         grad,
-        hess=True,
+        hess=hess,
     )
 
 
@@ -285,6 +289,7 @@ _regression(
     "Huber loss.",
     "loss = 0.5 e^2 if |e| <= delta else delta (|e| - delta / 2)",
     "grad = clamp(e, -delta, delta)",
+    "hess = 1 if |e| <= delta else 0",
     (
         Param(
             "delta",
@@ -302,6 +307,7 @@ _regression(
     "Smooth-L1 loss (``beta == 0`` is the L1 loss).",
     "loss = 0.5 e^2 / beta if |e| < beta else |e| - beta / 2",
     "grad = e / beta inside, sign(e) outside (sign(0) == 0)",
+    "hess = 1 / beta if |e| < beta else 0",
     (
         Param(
             "beta",
@@ -312,13 +318,14 @@ _regression(
         ),
     ),
 )
-_regression("mse_loss", "mse", "Mean squared error.", "loss = e^2", "grad = 2 e")
+_regression("mse_loss", "mse", "Mean squared error.", "loss = e^2", "grad = 2 e", "hess = 2")
 _regression(
     "l1_loss",
     "l1",
     "L1 loss (mean absolute error).",
     "loss = |e|",
     "grad = sign(e) (0 at e == 0, NaN kept)",
+    "hess = 0",
 )
 
 
@@ -335,13 +342,13 @@ _elementwise(
     "grad = w (x - t) / max(x (1 - x), 1e-12)",
     input_domain="prob",
     target_domain="unit",
-    hess=True,
+    hess="hess = w (x^2 - 2 t x + t) / (x (1 - x))^2, or w / 1e-12 where the clamp holds",
     notes="``input`` must hold probabilities: a value outside [0, 1] is a ValueError "
     "(NaN propagates).",
 )
 
 
-def _margin(name, kernel, summary, formula, grad, params=()):
+def _margin(name, kernel, summary, formula, grad, hess, params=()):
     """A margin loss on labels y in {-1, +1}."""
     _elementwise(
         name,
@@ -353,7 +360,7 @@ def _margin(name, kernel, summary, formula, grad, params=()):
         formula,
         grad,
         target_domain="sign",
-        hess=True,
+        hess=hess,
         notes="``target`` holds labels in {-1, +1}: any other value is a ValueError "
         "(NaN propagates).",
     )
@@ -365,6 +372,7 @@ _margin(
     "Hinge loss (the linear SVM's), labels in {-1, +1}.",
     "loss = w max(0, margin - y x)",
     "grad = -w y where margin - y x > 0, else 0 (0 at the kink)",
+    "hess = 0",
     (Param("margin", 1.0, doc="the margin the prediction must clear"),),
 )
 _margin(
@@ -373,6 +381,7 @@ _margin(
     "Exponential loss (AdaBoost's), labels in {-1, +1}.",
     "loss = w exp(-y x)",
     "grad = -w y exp(-y x)",
+    "hess = w exp(-y x)",
 )
 _elementwise(
     "kl_div",
@@ -393,7 +402,7 @@ _elementwise(
     "loss = w (xlogy(t, t) - t x)   (log_target: w exp(t) (t - x))",
     "grad = -w t   (log_target: -w exp(t))",
     input_domain="logprob",
-    hess=True,
+    hess="hess = 0 (the loss is linear in the input)",
     reductions=("batchmean",),
     notes='``reduction="batchmean"`` divides the sum by the length of the first axis '
     '(the mathematical KL divergence per sample); ``"mean"`` divides by the number of '
@@ -414,6 +423,7 @@ _elementwise(
     "-(1 - heatmap)^beta p^alpha log(1 - p); p = sigmoid(x)",
     "the closed form, in log-space from the logits (no clamping)",
     target_domain="unit",
+    hess="hess: the closed form, in log-space from the logits",
     notes='``"mean"`` divides the sum by ``max(1, number of positives)`` (elements with '
     "heatmap == 1) over the whole input, as CenterNet does.",
 )

@@ -52,6 +52,32 @@ _COMMON = (
     ),
 )
 
+_HESS = (
+    (
+        "return_hess",
+        "False",
+        "bool, default False",
+        "with ``return_grad=True``, also return the diagonal of the hessian with respect to "
+        "the first input, from the same pass: ``(loss, grad, hess)``, scaled as the gradient "
+        "(the weights, the mean's denominator).  Exact values: they may be negative, and are "
+        "0 beyond a kink (at a kink, the branch the gradient takes); NaN where an input is NaN.",
+    ),
+    (
+        "hess_out",
+        "None",
+        "ndarray, optional",
+        "receives the hessian (C-contiguous, the compute dtype); it may not overlap any "
+        "input or other output.",
+    ),
+)
+
+
+def _common(spec):
+    """The keyword arguments every loss of `spec`'s kind takes, in signature order."""
+    if not spec.hess:
+        return _COMMON
+    return _COMMON[:-1] + _HESS + _COMMON[-1:]
+
 
 _DTYPES = (
     "float32 and float64 keep their dtype (the compute dtype); float16 is computed as "
@@ -109,6 +135,10 @@ def _docstring(spec):
         "",
         f"    {spec.formula}",
         f"    {spec.grad}",
+    ]
+    if spec.hess:
+        lines += [f"    {spec.hess}"]
+    lines += [
         "",
     ]
     if spec.notes:
@@ -130,7 +160,7 @@ def _docstring(spec):
         lines += _item(f"{name} : array_like", _TARGETS[spec.target_domain].format(first))
     for p in spec.params:
         lines += _item(*_param_doc(p))
-    for name, _, typ, doc in _COMMON:
+    for name, _, typ, doc in _common(spec):
         if name == "reduction" and spec.reductions:
             extra = ", ".join(repr(r) for r in spec.reductions)
             typ = "{'mean', 'sum', 'none', " + extra + "}, default 'mean'"
@@ -160,6 +190,11 @@ def _docstring(spec):
             "grad : ndarray",
             "    with ``return_grad=True`` (then ``(loss, grad)`` is returned).",
         ]
+    if spec.hess:
+        lines += [
+            "hess : ndarray",
+            "    with ``return_hess=True`` (then ``(loss, grad, hess)`` is returned).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -167,10 +202,12 @@ def _make(spec):
     """The public function of `spec`: a real signature, calling the compiled path."""
     kernel = _kernels.Kernel(spec)
     keywords = [f"{p.name}={p.default!r}" for p in spec.params]
-    keywords += [f"{name}={default}" for name, default, _, _ in _COMMON]
+    keywords += [f"{name}={default}" for name, default, _, _ in _common(spec)]
     floats = "".join(f"{p.name}, " for p in spec.floats)
     weights = [p.name for p in spec.weights] + ["None", "None"]
     tail = "reduction, return_grad, out, grad_out, n_threads"
+    if spec.hess:
+        tail += ", return_hess, hess_out"
     args = ", ".join(spec.inputs)
     if spec.kind == "elementwise":
         call = f"_elementwise(_K, {args}, ({floats}), {weights[0]}, {weights[1]}, {tail})"

@@ -14,8 +14,12 @@ computed:
   the ``"none"`` array and the gradient) are rounded back to the compute dtype.
 * ``return_grad=True`` returns ``(loss, grad)``. ``grad`` has the input's shape and is the
   closed-form derivative of the returned loss (for ``"none"``, of its sum).
-* ``out`` / ``grad_out``, when given, receive the ``"none"`` losses / the gradient and are
-  returned. ``n_threads`` is accepted and ignored.
+* ``return_hess=True`` (with ``return_grad=True``; element-wise losses and
+  ``softmax_cross_entropy``) returns ``(loss, grad, hess)``: ``hess`` is the closed-form
+  second derivative of the returned loss with respect to each input element (the diagonal
+  of the hessian), scaled as the gradient, NaN where an input is NaN.
+* ``out`` / ``grad_out`` / ``hess_out``, when given, receive the ``"none"`` losses / the
+  gradient / the hessian and are returned. ``n_threads`` is accepted and ignored.
 * Validation is deliberately minimal (reduction, parameter ranges, shapes, class-index
   range); the full argument checking lives in the public wrappers.
 * Non-finite values propagate as IEEE arithmetic gives; they never raise. Floating-point
@@ -117,13 +121,28 @@ def _check_buffer(buf, name, shape, cdt):
         raise ValueError(f"{name} must be C-contiguous and writable")
 
 
-def _check_buffers(reduction, return_grad, out, grad_out, loss_shape, grad_shape, cdt):
+def _check_buffers(
+    reduction,
+    return_grad,
+    out,
+    grad_out,
+    loss_shape,
+    grad_shape,
+    cdt,
+    return_hess=False,
+    hess_out=None,
+):
     if out is not None and reduction != "none":
         raise ValueError("out is only used with reduction='none'")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
+    if return_hess and not return_grad:
+        raise ValueError("return_hess=True needs return_grad=True")
+    if hess_out is not None and not return_hess:
+        raise ValueError("hess_out is only used with return_hess=True")
     _check_buffer(out, "out", loss_shape, cdt)
     _check_buffer(grad_out, "grad_out", grad_shape, cdt)
+    _check_buffer(hess_out, "hess_out", grad_shape, cdt)
 
 
 def _store(values, cdt, buf):
@@ -135,12 +154,15 @@ def _store(values, cdt, buf):
     return buf
 
 
-def _finish(losses, grad, denom, reduction, cdt, return_grad, out, grad_out):
+def _finish(
+    losses, grad, denom, reduction, cdt, return_grad, out, grad_out, hess=None, hess_out=None
+):
     """Reduce float64 per-sample/per-element ``losses`` and package the results.
 
-    ``grad`` is the float64 gradient of ``losses.sum()`` (None when not requested) and
-    ``denom`` the divisor of ``"mean"``. A mean over nothing (``denom == 0``) is NaN and its
-    gradient is zero.
+    ``grad`` is the float64 gradient of ``losses.sum()`` (None when not requested),
+    ``hess`` its second derivative per element (None when not requested) and ``denom``
+    the divisor of ``"mean"``. A mean over nothing (``denom == 0``) is NaN and its
+    gradient and hessian are zero.
     """
     if reduction == "none":
         loss = _store(losses, cdt, out)
@@ -153,6 +175,10 @@ def _finish(losses, grad, denom, reduction, cdt, return_grad, out, grad_out):
         return loss
     if reduction == "mean":
         grad = grad / denom if denom != 0 else np.zeros_like(grad)
+        if hess is not None:
+            hess = hess / denom if denom != 0 else np.zeros_like(hess)
+    if hess is not None:
+        return loss, _store(grad, cdt, grad_out), _store(hess, cdt, hess_out)
     return loss, _store(grad, cdt, grad_out)
 
 
@@ -190,6 +216,8 @@ def softmax_cross_entropy(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Softmax cross-entropy (``torch.nn.functional.cross_entropy`` with the class axis last).
@@ -215,7 +243,10 @@ def softmax_cross_entropy(
     * indices:        ``p_j * ((1-eps) w[t] + (eps/C) W) - (1-eps) w[t] [j == t] - (eps/C) w[j]``
     * probabilities:  ``p_j * sum_c(w_c y'_c) - w_j y'_j``
 
-    (divided by the mean's denominator for ``"mean"``).
+    (divided by the mean's denominator for ``"mean"``). The hessian's diagonal
+    (``return_hess``) is ``c p_j (1 - p_j)``, ``c`` the row's total target weight:
+    ``(1-eps) w[t] + (eps/C) W`` for indices (0 on ignored rows), ``sum_c w_c y'_c`` for
+    probabilities.
     """
     _check_reduction(reduction)
     eps = _finite_param("label_smoothing", label_smoothing)
@@ -280,7 +311,17 @@ def softmax_cross_entropy(
                 f"{position} = {int(t[first])} is out of range for {n_classes} classes"
             )
 
-    _check_buffers(reduction, return_grad, out, grad_out, batch_shape, logits.shape, cdt)
+    _check_buffers(
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        batch_shape,
+        logits.shape,
+        cdt,
+        return_hess,
+        hess_out,
+    )
 
     with np.errstate(all="ignore"):
         z = _widen(logits, cdt).reshape(n_rows, n_classes)
@@ -289,6 +330,9 @@ def softmax_cross_entropy(
         shifted = z - np.max(z, axis=1, keepdims=True, initial=-np.inf)
         expd = np.exp(shifted)
         sumexp = expd.sum(axis=1, keepdims=True)
+        # p (1 - p), with 1 - p from the other entries' mass (exact as p -> 1)
+        p_q = expd / sumexp * ((sumexp - expd) / sumexp)
+        hess = None
         neg_logp = np.log(sumexp) - shifted
         smooth = eps / n_classes if n_classes else 0.0  # weight of the uniform part
 
@@ -300,6 +344,8 @@ def softmax_cross_entropy(
             grad = None
             if return_grad:
                 grad = expd / sumexp * wy.sum(axis=1, keepdims=True) - wy
+            if return_hess:
+                hess = p_q * wy.sum(axis=1, keepdims=True)
         else:
             keep = ~ignored
             rows = np.flatnonzero(keep)
@@ -321,11 +367,18 @@ def softmax_cross_entropy(
                 grad = expd / sumexp * coef[:, None] - smooth * w
                 grad[rows, cols] -= (1.0 - eps) * w_t[rows]
                 grad = np.where(keep[:, None], grad, 0.0)
+            if return_hess:
+                coef = (1.0 - eps) * w_t + smooth * w.sum()
+                hess = np.where(keep[:, None], p_q * coef[:, None], 0.0)
 
         losses = losses.reshape(batch_shape)
         if grad is not None:
             grad = grad.reshape(logits.shape)
-        return _finish(losses, grad, denom, reduction, cdt, return_grad, out, grad_out)
+        if hess is not None:
+            hess = hess.reshape(logits.shape)
+        return _finish(
+            losses, grad, denom, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -333,7 +386,9 @@ def softmax_cross_entropy(
 # ----------------------------------------------------------------------------------------
 
 
-def _elementwise_inputs(x, target, x_name, reduction, return_grad, out, grad_out):
+def _elementwise_inputs(
+    x, target, x_name, reduction, return_grad, out, grad_out, return_hess=False, hess_out=None
+):
     """Shared checks of the element-wise losses; returns (x, target, compute dtype)."""
     _check_reduction(reduction)
     x = np.asarray(x)
@@ -342,7 +397,9 @@ def _elementwise_inputs(x, target, x_name, reduction, return_grad, out, grad_out
     _check_numeric(target, "target")
     if target.shape != x.shape:
         raise ValueError(f"target must have the shape of {x_name} {x.shape}, got {target.shape}")
-    _check_buffers(reduction, return_grad, out, grad_out, x.shape, x.shape, cdt)
+    _check_buffers(
+        reduction, return_grad, out, grad_out, x.shape, x.shape, cdt, return_hess, hess_out
+    )
     return x, target, cdt
 
 
@@ -367,6 +424,14 @@ def _weighted(losses, grad, weight, shape, cdt):
     return w * losses, (None if grad is None else w * grad)
 
 
+def _weighted_hess(hess, weight, shape, cdt):
+    """The hessian (None when not asked for) times ``weight``, as ``_weighted``."""
+    w = _broadcast_weight(weight, "weight", shape, cdt)
+    if hess is None or w is None:
+        return hess
+    return w * hess
+
+
 def binary_cross_entropy_with_logits(
     logits,
     target,
@@ -377,6 +442,8 @@ def binary_cross_entropy_with_logits(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Binary cross-entropy on logits (``torch.nn.functional.binary_cross_entropy_with_logits``).
@@ -386,10 +453,19 @@ def binary_cross_entropy_with_logits(
         loss = w * (pw * t * softplus(-x) + (1 - t) * softplus(x))
         grad = w * ((1 - t) * sigmoid(x) - pw * t * sigmoid(-x))
 
-    ``"mean"`` is the mean over all elements (not divided by the summed weights).
+    ``"mean"`` is the mean over all elements (not divided by the summed weights). The
+    hessian is ``w * (pw * t + 1 - t) * sigmoid(x) * sigmoid(-x)``.
     """
     x, target, cdt = _elementwise_inputs(
-        logits, target, "logits", reduction, return_grad, out, grad_out
+        logits,
+        target,
+        "logits",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     w = _broadcast_weight(weight, "weight", x.shape, cdt)
     pw = _broadcast_weight(pos_weight, "pos_weight", x.shape, cdt)
@@ -407,7 +483,15 @@ def binary_cross_entropy_with_logits(
             grad = (1.0 - t) * sig - pos_t * sig_neg
             if w is not None:
                 grad = w * grad
-        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+        hess = None
+        if return_hess:
+            sig, sig_neg = _sigmoid_pair(z)
+            hess = (pos_t + 1.0 - t) * sig * sig_neg
+            if w is not None:
+                hess = w * hess
+        return _finish(
+            losses, grad, z.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def sigmoid_focal_loss(
@@ -421,6 +505,8 @@ def sigmoid_focal_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Sigmoid focal loss (``torchvision.ops.sigmoid_focal_loss``, default reduction ``"mean"``).
@@ -437,11 +523,27 @@ def sigmoid_focal_loss(
     prediction), where PyTorch's autograd gives NaN for ``gamma < 1``, and where
     ``p (1 - p) == 0`` (|x| so large that sigmoid saturates, including x = +-inf, where
     ``ce`` is infinite but ``p (1 - p)`` decays exponentially faster).
+
+    The hessian, with ``s = p (1 - p)``, ``k = 1 - 2t``, ``r = s / q`` (in [0, 1]) and
+    ``d = p - t``::
+
+        hess = a_t * q**gamma * (s + 2 gamma d k r + gamma (gamma - 1) ce k**2 r**2
+                                 + gamma ce k r (1 - 2p))
+
+    (the terms with ``r`` are 0 where the gradient's second term is): it may be negative.
     """
     alpha = _finite_param("alpha", alpha)
     gamma = _at_least("gamma", gamma, 0.0)
     x, target, cdt = _elementwise_inputs(
-        logits, target, "logits", reduction, return_grad, out, grad_out
+        logits,
+        target,
+        "logits",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
 
     with np.errstate(all="ignore"):
@@ -471,8 +573,24 @@ def sigmoid_focal_loss(
                 focus = g_mod * ratio * ce * (1.0 - 2.0 * t)
                 grad = grad + np.where((q == 0) | (ratio == 0), 0.0, focus)
             grad = a_t * grad
+        hess = None
+        if return_hess:
+            s = p * p_neg
+            k = 1.0 - 2.0 * t
+            d = p * (1.0 - t) - p_neg * t
+            hess = s * modulator
+            if gamma != 0:
+                r = s / q
+                g_mod = np.exp(gamma * log_q + np.log(gamma))  # gamma q**gamma
+                extra = g_mod * (
+                    2.0 * d * k * r + (gamma - 1.0) * ce * (k * r) ** 2 + ce * k * r * (p_neg - p)
+                )
+                hess = hess + np.where((q == 0) | (r == 0), 0.0, extra)
+            hess = _weighted_hess(a_t * hess, weight, z.shape, cdt)
         losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
-        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, z.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def huber_loss(
@@ -485,6 +603,8 @@ def huber_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Huber loss (``torch.nn.functional.huber_loss``), ``e = input - target``::
@@ -492,6 +612,7 @@ def huber_loss(
         loss = 0.5 * e**2                     if |e| <= delta
                delta * (|e| - 0.5 * delta)    otherwise
         grad = clamp(e, -delta, delta)        (NaN stays NaN)
+        hess = 1 if |e| <= delta else 0       (NaN where e is NaN)
 
     ``weight`` multiplies both; ``"mean"`` divides by the number of elements.
     """
@@ -500,9 +621,11 @@ def huber_loss(
     def form(e):
         abs_e = np.abs(e)
         losses = np.where(abs_e <= delta, 0.5 * e * e, delta * (abs_e - 0.5 * delta))
-        return losses, np.clip(e, -delta, delta)
+        return losses, np.clip(e, -delta, delta), _nan_or(np.where(abs_e <= delta, 1.0, 0.0), e)
 
-    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
+    return _error_loss(
+        input, target, weight, reduction, return_grad, out, grad_out, form, return_hess, hess_out
+    )
 
 
 def smooth_l1_loss(
@@ -515,6 +638,8 @@ def smooth_l1_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Smooth L1 loss (``torch.nn.functional.smooth_l1_loss``), ``e = input - target``::
@@ -523,6 +648,7 @@ def smooth_l1_loss(
                |e| - 0.5 * beta         otherwise
         grad = e / beta                 if |e| < beta
                sign(e)                  otherwise
+        hess = 1 / beta if |e| < beta else 0     (NaN where e is NaN)
 
     ``beta == 0`` is the L1 loss: ``|e|`` with gradient ``sign(e)`` (``sign(0) == 0``).
     """
@@ -531,27 +657,43 @@ def smooth_l1_loss(
     def form(e):
         abs_e = np.abs(e)
         if beta == 0:
-            return abs_e, np.sign(e)
+            return abs_e, np.sign(e), _nan_or(np.zeros_like(e), e)
         inside = abs_e < beta
         return (
             np.where(inside, 0.5 * e * (e / beta), abs_e - 0.5 * beta),
             np.where(inside, e / beta, np.sign(e)),
+            _nan_or(np.where(inside, 1.0 / beta, 0.0), e),
         )
 
-    return _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form)
+    return _error_loss(
+        input, target, weight, reduction, return_grad, out, grad_out, form, return_hess, hess_out
+    )
 
 
-def _error_loss(input, target, weight, reduction, return_grad, out, grad_out, form):
+def _error_loss(
+    input, target, weight, reduction, return_grad, out, grad_out, form, return_hess, hess_out
+):
     """An element-wise loss of e = input - target: ``form(e)`` gives the float64
-    losses and gradient (of their sum) before the weight."""
+    losses, gradient (of their sum) and hessian before the weight."""
     x, target, cdt = _elementwise_inputs(
-        input, target, "input", reduction, return_grad, out, grad_out
+        input,
+        target,
+        "input",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     with np.errstate(all="ignore"):
         e = _widen(x, cdt) - _widen(target, cdt)
-        losses, grad = form(e)
+        losses, grad, hess = form(e)
+        hess = _weighted_hess(hess if return_hess else None, weight, e.shape, cdt)
         losses, grad = _weighted(losses, grad if return_grad else None, weight, e.shape, cdt)
-        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, e.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def mse_loss(
@@ -563,17 +705,29 @@ def mse_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Mean squared error (``torch.nn.functional.mse_loss``), ``e = input - target``::
 
         loss = w * e**2
         grad = w * 2 e
+        hess = w * 2          (NaN where e is NaN)
 
     ``"mean"`` divides by the number of elements (not by the summed weights).
     """
     return _error_loss(
-        input, target, weight, reduction, return_grad, out, grad_out, lambda e: (e * e, 2.0 * e)
+        input,
+        target,
+        weight,
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        lambda e: (e * e, 2.0 * e, _nan_or(np.full_like(e, 2.0), e)),
+        return_hess,
+        hess_out,
     )
 
 
@@ -586,12 +740,15 @@ def l1_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """L1 loss (``torch.nn.functional.l1_loss``), ``e = input - target``::
 
         loss = w * |e|
         grad = w * sign(e)        (sign(0) == 0, NaN stays NaN)
+        hess = 0                  (NaN where e is NaN)
 
     ``"mean"`` divides by the number of elements (not by the summed weights).
     """
@@ -603,7 +760,9 @@ def l1_loss(
         return_grad,
         out,
         grad_out,
-        lambda e: (np.abs(e), np.sign(e)),
+        lambda e: (np.abs(e), np.sign(e), _nan_or(np.zeros_like(e), e)),
+        return_hess,
+        hess_out,
     )
 
 
@@ -745,6 +904,8 @@ def binary_cross_entropy(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Binary cross-entropy on probabilities (``torch.nn.functional.binary_cross_entropy``).
@@ -755,11 +916,21 @@ def binary_cross_entropy(
         loss = -w * (t * max(log x, -100) + (1 - t) * max(log1p(-x), -100))
         grad = w * (x - t) / max(x * (1 - x), 1e-12)      (PyTorch's backward, whose
                                                            1e-12 is a C float: 9.99999996e-13)
+        hess = w * (t / x**2 + (1 - t) / (1 - x)**2)      (w / 1e-12 where the clamp holds,
+                                                           the derivative of that gradient)
 
     ``"mean"`` divides by the number of elements.
     """
     x, target, cdt = _elementwise_inputs(
-        input, target, "input", reduction, return_grad, out, grad_out
+        input,
+        target,
+        "input",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     xw = _widen(x, cdt)
     _check_probabilities(x, xw, "binary_cross_entropy")
@@ -772,8 +943,16 @@ def binary_cross_entropy(
         grad = None
         if return_grad:
             grad = (xw - t) / np.maximum(xw * (1.0 - xw), _BCE_EPS)
+        hess = None
+        if return_hess:
+            clamped = xw * (1.0 - xw) < _BCE_EPS
+            free = t / (xw * xw) + (1.0 - t) / ((1.0 - xw) * (1.0 - xw))
+            hess = np.where(clamped, _nan_or(np.full_like(t, 1.0 / _BCE_EPS), t), free)
+            hess = _weighted_hess(hess, weight, xw.shape, cdt)
         losses, grad = _weighted(losses, grad, weight, xw.shape, cdt)
-        return _finish(losses, grad, xw.size, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, xw.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def hinge_loss(
@@ -786,6 +965,8 @@ def hinge_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Hinge loss, labels ``y`` in {-1, +1} (any other target is a ValueError; NaN
@@ -793,12 +974,21 @@ def hinge_loss(
 
         loss = w * max(0, z)
         grad = w * -y   where z > 0,   0 where z <= 0 (0 at the kink),   NaN where z is NaN
+        hess = 0                                                         NaN where z is NaN
 
     ``"mean"`` divides by the number of elements.
     """
     margin = _finite_param("margin", margin)
     x, target, cdt = _elementwise_inputs(
-        input, target, "input", reduction, return_grad, out, grad_out
+        input,
+        target,
+        "input",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     margin = _param_in(margin, cdt)
     t = _widen(target, cdt)
@@ -807,8 +997,12 @@ def hinge_loss(
         z = margin - t * _widen(x, cdt)
         losses = np.maximum(z, 0.0)
         grad = _nan_or(np.where(z > 0, -t, 0.0), z) if return_grad else None
+        hess = _nan_or(np.zeros_like(z), z) if return_hess else None
+        hess = _weighted_hess(hess, weight, z.shape, cdt)
         losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
-        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, z.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def exponential_loss(
@@ -820,6 +1014,8 @@ def exponential_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Exponential loss (AdaBoost's), labels ``y`` in {-1, +1} (any other target is a
@@ -827,19 +1023,31 @@ def exponential_loss(
 
         loss = w * exp(-y * x)
         grad = w * -y * exp(-y * x)
+        hess = w * y**2 * exp(-y * x)
 
     ``"mean"`` divides by the number of elements.
     """
     x, target, cdt = _elementwise_inputs(
-        input, target, "input", reduction, return_grad, out, grad_out
+        input,
+        target,
+        "input",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     t = _widen(target, cdt)
     _check_signs(target, t)
     with np.errstate(all="ignore"):
         e = np.exp(-t * _widen(x, cdt))
         grad = -t * e if return_grad else None
+        hess = _weighted_hess(t * t * e if return_hess else None, weight, e.shape, cdt)
         losses, grad = _weighted(e, grad, weight, e.shape, cdt)
-        return _finish(losses, grad, e.size, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, e.size, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 def kl_div(
@@ -852,6 +1060,8 @@ def kl_div(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Kullback-Leibler divergence (``torch.nn.functional.kl_div``); ``input`` holds
@@ -861,6 +1071,7 @@ def kl_div(
                                               but 0 * x = NaN for x = -inf, as PyTorch)
         grad = w * -t
         log_target:  loss = w * exp(t) * (t - x),   grad = w * -exp(t)
+        hess = 0 (linear in x), NaN where x or t is NaN
 
     ``reduction`` also takes ``"batchmean"``: the sum divided by ``input.shape[0]`` (the
     sum for a 0-d input; NaN with a zero gradient for an empty first axis). ``"mean"``
@@ -870,7 +1081,15 @@ def kl_div(
     _check_reduction(reduction, ("batchmean",))
     batchmean = reduction == "batchmean"
     x, target, cdt = _elementwise_inputs(
-        input, target, "input", "mean" if batchmean else reduction, return_grad, out, grad_out
+        input,
+        target,
+        "input",
+        "mean" if batchmean else reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     with np.errstate(all="ignore"):
         z = _widen(x, cdt)
@@ -883,11 +1102,24 @@ def kl_div(
             xlogy = np.where(t == 0, 0.0, t * np.log(t))
             losses = xlogy - t * z
             grad = -t if return_grad else None
+        hess = None
+        if return_hess:
+            hess = np.where(np.isnan(z) | np.isnan(t), np.nan, 0.0)
+            hess = _weighted_hess(hess, weight, z.shape, cdt)
         losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
-        if batchmean:
-            denom = z.shape[0] if z.ndim else 1
-            return _finish(losses, grad, denom, "mean", cdt, return_grad, out, grad_out)
-        return _finish(losses, grad, z.size, reduction, cdt, return_grad, out, grad_out)
+        denom = (z.shape[0] if z.ndim else 1) if batchmean else z.size
+        return _finish(
+            losses,
+            grad,
+            denom,
+            "mean" if batchmean else reduction,
+            cdt,
+            return_grad,
+            out,
+            grad_out,
+            hess,
+            hess_out,
+        )
 
 
 def heatmap_focal_loss(
@@ -901,26 +1133,41 @@ def heatmap_focal_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """CenterNet / CornerNet penalty-reduced focal loss, from the logits.
 
-    Per element, ``p = sigmoid(x)``, ``t`` the heatmap, in log space (``log p =
-    -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
+       Per element, ``p = sigmoid(x)``, ``t`` the heatmap, in log space (``log p =
+       -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
 
-        t == 1:  loss = -(1 - p)**alpha * log p
-                 grad = (1 - p)**alpha * (alpha * p * log p - (1 - p))
-        else:    loss = -(1 - t)**beta * p**alpha * log(1 - p)
-                 grad = (1 - t)**beta * p**alpha * (p - alpha * (1 - p) * log(1 - p))
+           t == 1:  loss = -(1 - p)**alpha * log p
+                    grad = (1 - p)**alpha * (alpha * p * log p - (1 - p))
+           else:    loss = -(1 - t)**beta * p**alpha * log(1 - p)
+                    grad = (1 - t)**beta * p**alpha * (p - alpha * (1 - p) * log(1 - p))
 
-    (``p log p`` and ``(1 - p) log(1 - p)`` are 0 where ``p`` resp. ``1 - p`` is 0, their
-    limits), times ``w``. ``"mean"`` divides by ``max(1, number of t == 1)`` over the whole
-    input (the weight does not change the count): an empty input gives 0, not NaN.
+       (``p log p`` and ``(1 - p) log(1 - p)`` are 0 where ``p`` resp. ``1 - p`` is 0, their
+       limits), times ``w``. The hessian, ``s = p (1 - p)``::
+
+           t == 1:  hess = (1 - p)**alpha * (alpha p log p (1 - p - alpha p) + (2 alpha + 1) s)
+           else:    hess = (1 - t)**beta * p**alpha
+                           * (alpha (1 - p) log(1 - p) (p - alpha (1 - p)) + (2 alpha + 1) s)
+    ``"mean"`` divides by ``max(1, number of t == 1)`` over the whole
+       input (the weight does not change the count): an empty input gives 0, not NaN.
     """
     alpha = _at_least("alpha", alpha, 0.0)
     beta = _at_least("beta", beta, 0.0)
     x, target, cdt = _elementwise_inputs(
-        logits, heatmap, "logits", reduction, return_grad, out, grad_out
+        logits,
+        heatmap,
+        "logits",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        return_hess,
+        hess_out,
     )
     alpha, beta = _param_in(alpha, cdt), _param_in(beta, cdt)
     with np.errstate(all="ignore"):
@@ -941,9 +1188,19 @@ def heatmap_focal_loss(
             g_pos = q_a * (alpha * p_log_p - q)
             g_neg = red * p_a * (p - alpha * q_log_q)
             grad = np.where(pos, g_pos, g_neg)
+        hess = None
+        if return_hess:
+            p_log_p = np.where(p == 0, 0.0, -p * nlog_p)
+            q_log_q = np.where(q == 0, 0.0, -q * nlog_q)
+            s2 = (2.0 * alpha + 1.0) * p * q
+            h_pos = q_a * (alpha * p_log_p * (q - alpha * p) + s2)
+            h_neg = red * p_a * (alpha * q_log_q * (p - alpha * q) + s2)
+            hess = _weighted_hess(np.where(pos, h_pos, h_neg), weight, z.shape, cdt)
         losses, grad = _weighted(losses, grad, weight, z.shape, cdt)
         denom = max(1, int(np.count_nonzero(pos)))
-        return _finish(losses, grad, denom, reduction, cdt, return_grad, out, grad_out)
+        return _finish(
+            losses, grad, denom, reduction, cdt, return_grad, out, grad_out, hess, hess_out
+        )
 
 
 # ----------------------------------------------------------------------------------------
