@@ -263,8 +263,7 @@ _on_logits(
     "loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, p = sigmoid(x)",
     "the closed form, with its finite analytic limit where autograd gives NaN "
     "(gamma < 1 at saturated, correct predictions)",
-    hess="hess: the closed form (negative in places for gamma > 0; finite for every "
-    "gamma >= 0)",
+    hess="hess: the closed form (negative in places for gamma > 0; finite for every gamma >= 0)",
 )
 
 
