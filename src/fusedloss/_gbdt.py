@@ -63,6 +63,25 @@ def weights_or_none(weights, n):
     return w
 
 
+def _store(dst, src, w=None):
+    """dst[...] = src (times w per row), cast to dst's dtype. Between 2-D layouts that
+    differ (C-ordered results into LightGBM's Fortran-ordered arrays) the transposing copy
+    goes through blocks of rows that stay in cache: NumPy's whole-array copy strides across
+    memory and is about three times slower."""
+    if w is not None:
+        w = w[:, None] if src.ndim == 2 else w
+    if src.ndim == 1 or dst.flags.c_contiguous == src.flags.c_contiguous:
+        blocks = [slice(None)]
+    else:
+        step = max(64, 32768 // src.shape[1])
+        blocks = [slice(i, i + step) for i in range(0, src.shape[0], step)]
+    for b in blocks:
+        if w is None:
+            np.copyto(dst[b], src[b], casting="same_kind")
+        else:
+            np.multiply(src[b], w[b], out=dst[b], casting="same_kind")
+
+
 class GBDTLoss:
     """A fusedloss loss, its parameters checked, as a boosting objective or metric.
 
@@ -247,13 +266,8 @@ class GBDTLoss:
                 h *= w
         else:
             g_out, h_out = out
-            if w is None:
-                np.copyto(g_out, g, casting="same_kind")
-                np.copyto(h_out, h, casting="same_kind")
-            else:
-                w = w[:, None]
-                np.multiply(g, w, out=g_out, casting="same_kind")
-                np.multiply(h, w, out=h_out, casting="same_kind")
+            _store(g_out, g, w)
+            _store(h_out, h, w)
             g, h = g_out, h_out
         if self.hess_floor is not None:
             np.maximum(h, _floor_value(self.hess_floor, h.dtype), out=h)
