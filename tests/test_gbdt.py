@@ -256,6 +256,14 @@ def test_hess_floor_applies_after_weighting(lib):
         mod.objective("huber_loss", hess_floor=0.0), library, preds, np.zeros(2), None
     )
     np.testing.assert_array_equal(h, [1.0, 0.0])
+    # None keeps focal loss's negative Hessian at a confidently wrong prediction (the
+    # central differences of its gradient agree on the sign)
+    preds = _as_library_margins(library, np.array([-4.0, 0.0]))
+    focal = mod.objective("sigmoid_focal_loss", hess_floor=None)
+    _, h = _call_native(focal, library, preds, np.ones(2), None)
+    fd = _fd_hessian("sigmoid_focal_loss", np.array([-4.0, 0.0]), np.ones(2), {})
+    assert h[0] < 0 and fd[0] < 0
+    np.testing.assert_allclose(h, fd, rtol=1e-4)
 
 
 def test_float_labels_become_class_indices(lib):

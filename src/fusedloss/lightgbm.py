@@ -109,7 +109,8 @@ def objective(name, *, hess_floor=1e-6, **params):
         "softmax_cross_entropy", "softmax_focal_loss", "huber_loss", "mse_loss".
     hess_floor : each Hessian value is raised to at least this (after the sample weight is
         multiplied in), so that LightGBM's Newton steps stay finite where the loss is flat
-        or concave (focal losses, Huber outside its quadratic zone).
+        or concave (focal losses, Huber outside its quadratic zone); None keeps the exact
+        values, negative ones included.
     params : the loss's own parameters (e.g. ``gamma=``, ``alpha=``, ``label_smoothing=``,
         ``delta=``, class ``weight=`` for softmax_cross_entropy, ``n_threads=``); checked
         now, a ValueError if unknown or out of range.
