@@ -25,8 +25,8 @@ KINDS = {
     "softmax_cross_entropy": "classes",
     "softmax_focal_loss": "classes",
 }
-# Keywords the objective sets itself.
-_RESERVED = ("reduction", "return_grad", "return_hess", "out", "grad_out", "hess_out")
+# Keywords the objective sets itself (the layout too: the class axis is the last).
+_RESERVED = ("reduction", "return_grad", "return_hess", "out", "grad_out", "hess_out", "axis")
 
 
 def import_library(module, extra):
@@ -116,13 +116,12 @@ class GBDTLoss:
                 )
         self.params = dict(params)
         if hess_floor is not None:
-            try:
-                ok = isinstance(hess_floor, (int, float, np.integer, np.floating)) and (
-                    math.isfinite(hess_floor) and hess_floor >= 0
-                )
-            except TypeError:
-                ok = False
-            if not ok or isinstance(hess_floor, (bool, np.bool_)):
+            number = isinstance(hess_floor, (int, float, np.integer, np.floating))
+            if (
+                not number
+                or isinstance(hess_floor, (bool, np.bool_))
+                or not (math.isfinite(hess_floor) and hess_floor >= 0)
+            ):
                 raise ValueError(
                     f"{where}: hess_floor must be a finite number >= 0, got {hess_floor!r}"
                 )
