@@ -757,6 +757,8 @@ class FuzzCall:
 def _fault_points(spec, variant):
     """The arguments a "one" example may make invalid."""
     points = ["input", "target", "reduction", "out", "grad_out"] + [p.name for p in spec.params]
+    if spec.hess:
+        points.append("hess_out")
     if spec.kind in ("class_axis", "sample"):
         points.append("class axis")
     if spec.kind == "multi":
@@ -1114,6 +1116,40 @@ def _draw_common(draw, call, x, lshape):
             call.bad(ValueError, f"grad_out ({kind})")
     if "grad_out" in kw and not return_grad:
         call.bad(ValueError, "grad_out without return_grad")
+    if call.spec.hess:
+        _draw_hess(draw, call, x, in_place)
+
+
+def _draw_hess(draw, call, x, in_place):
+    """return_hess and hess_out (valid, invalid, aliasing the input or grad_out)."""
+    kw, cdt = call.kwargs, call.cdt
+    if draw(st.integers(0, 2)):
+        kw["return_hess"] = draw(st.booleans())
+    return_hess = kw.get("return_hess", False)
+    if return_hess and not kw.get("return_grad", False):
+        call.bad(ValueError, "return_hess without return_grad")
+    aliases = ("input",) + (("grad_out",) if isinstance(kw.get("grad_out"), np.ndarray) else ())
+    if call.mode == "many":
+        kind = draw(st.sampled_from(_BUFFERS_CHAOS + aliases))
+    elif call.fault == "hess_out":
+        kind = draw(st.sampled_from(_BAD_BUFFERS + aliases + (() if return_hess else ("good",))))
+    elif return_hess:
+        kind = draw(st.sampled_from(["none", "good"]))
+    else:
+        kind = "none"
+    if kind in ("input", "grad_out"):
+        b = x if kind == "input" else kw["grad_out"]
+        kw["hess_out"] = b
+        # an empty buffer overlaps nothing; otherwise it must be a valid buffer that
+        # aliases nothing
+        if np.size(b) or not (in_place or kind == "grad_out"):
+            call.bad(ValueError, f"hess_out = {kind}")
+    elif kind != "none":
+        kw["hess_out"], ok = _draw_buffer(draw, kind, np.shape(x), cdt)
+        if not ok:
+            call.bad(ValueError, f"hess_out ({kind})")
+    if "hess_out" in kw and not return_hess:
+        call.bad(ValueError, "hess_out without return_hess")
 
 
 def _draw_multi_grad_out(draw, call, ins):

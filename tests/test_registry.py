@@ -691,7 +691,11 @@ def _reduced_scale(spec, rargs, rkw):
     "none" losses (divided by the mean's denominator for "mean"), not the possibly
     cancelled result (sigmoid_focal_loss with alpha > 1 has losses of both signs)."""
     f = _reference(spec)
-    base = dict(rkw, return_grad=False)
+    base = (
+        dict(rkw, return_grad=False, return_hess=False)
+        if spec.hess
+        else dict(rkw, return_grad=False)
+    )
     with np.errstate(all="ignore"):
         terms = np.asarray(f(*rargs, **dict(base, reduction="none")), np.float64)
         scale = float(np.sum(np.abs(terms[np.isfinite(terms)])))
@@ -734,13 +738,16 @@ def _check_fuzz_call(call):
         f"an invalid call returned; expected {sorted(e.__name__ for e in call.expect)} "
         f"for {call.why}"
     )
-    out, grad_out = kw.get("out"), kw.get("grad_out")
-    written = [out] + (_flat(grad_out) if isinstance(grad_out, (tuple, list)) else [grad_out])
+    out, grad_out, hess_out = kw.get("out"), kw.get("grad_out"), kw.get("hess_out")
+    written = [out, hess_out]
+    written += _flat(grad_out) if isinstance(grad_out, (tuple, list)) else [grad_out]
     for k, a in arrays.items():
         if not any(a is b for b in written):
             assert a.tobytes() == before[k], "an input was modified"
     rargs = [copies.get(id(a), a) for a in call.args]
-    rkw = {k: copies.get(id(v), v) for k, v in kw.items() if k not in ("out", "grad_out")}
+    rkw = {
+        k: copies.get(id(v), v) for k, v in kw.items() if k not in ("out", "grad_out", "hess_out")
+    }
     with np.errstate(all="ignore"):
         want = _reference(spec)(*rargs, **rkw)
     cdt, reduction = call.cdt, kw.get("reduction", "mean")
@@ -753,6 +760,13 @@ def _check_fuzz_call(call):
             assert b is None or g is b, "grad_out was not returned"
             assert g.shape == np.shape(call.args[k])
             assert_close(g, w, cdt, f"grad {k}")
+        if kw.get("return_hess", False):
+            assert len(got) == len(want) == 3
+            assert hess_out is None or got[2] is hess_out, "hess_out was not returned"
+            assert got[2].shape == np.shape(call.args[0])
+            assert_close(got[2], want[2], cdt, "hess")
+        else:
+            assert len(got) == 2
     else:
         loss, want_loss = got, want
     if reduction == "none":
