@@ -792,22 +792,16 @@ def test_boosting_starts_from_margin_0_as_documented(xgb, lgb, sklearn):
 
 
 def _readme_section():
-    """The README's gradient-boosting section (its examples are doctests), or the draft
-    of it before it is merged into the README."""
+    """The README's gradient-boosting section (its examples are doctests)."""
     root = pathlib.Path(__file__).resolve().parent.parent
-    readme = root / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    text = (root / "README.md").read_text(encoding="utf-8")
     found = re.search(r"^## Gradient boosting.*?(?=^## |\Z)", text, re.S | re.M)
-    if found:
-        return found.group(0)
-    draft = root / "docs_draft_gbdt.md"
-    return draft.read_text(encoding="utf-8") if draft.exists() else None
+    assert found, "README.md has no '## Gradient boosting' section"
+    return found.group(0)
 
 
 def test_readme_examples_run(xgb, lgb, sklearn):
     section = _readme_section()
-    if section is None:
-        pytest.skip("README.md has no '## Gradient boosting' section")
     test = doctest.DocTestParser().get_doctest(section, {}, "README gradient boosting", None, 0)
     assert len(test.examples) > 20
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
