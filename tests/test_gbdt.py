@@ -221,6 +221,16 @@ def test_softmax_focal_hessian_at_extremes():
     for i, j in enumerate(p.argmax(1)):
         one_minus_p[i, j] = np.delete(p[i], j).sum()
     np.testing.assert_allclose(softmax_focal_hessian(x, t, 0.0), p * one_minus_p, rtol=1e-12)
+    # a non-target class dominating (p_j -> 1): 1 - p_j from the other classes' mass
+    # (gamma = 0: cross-entropy's Hessian, e^-40 in both columns), float64 and float32
+    for dt in (np.float64, np.float32):
+        dom = np.array([[0.0, 40.0]], dt)
+        want = fusedloss.softmax_cross_entropy(
+            dom, np.array([0]), reduction="sum", return_grad=True, return_hess=True
+        )[2]
+        got = softmax_focal_hessian(dom, np.array([0]), 0.0)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dt == np.float32 else 1e-12)
+        assert got[0, 1] > 0
     # float32 in, float32 out, close to float64
     h32 = softmax_focal_hessian(x.astype(np.float32), t, 2.0)
     assert h32.dtype == np.float32
@@ -457,6 +467,34 @@ def test_metric_is_the_weighted_mean_in_each_form(lib, name, params, kind, weigh
         value = sk[1]
     assert native[1] == pytest.approx(expected, rel=1e-5)
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("softmax_cross_entropy", {"ignore_index": 1}),
+        ("softmax_cross_entropy", {"weight": np.array([0.5, 2.0, 1.0, 3.0])}),
+        ("softmax_focal_loss", {"ignore_index": 2, "gamma": 1.0}),
+    ],
+)
+def test_metric_of_class_losses_uses_the_losses_own_denominator(lib, name, params):
+    """Ignored rows and class weights: without sample weights the metric is the loss's
+    own "mean"; integer sample weights equal repeated rows."""
+    library, mod = lib
+    rng = np.random.default_rng(5)
+    x, labels = _problem("classes", 30, rng)
+    metric = mod.metric(name, **params)
+    want = float(getattr(fusedloss, name)(x, labels.astype(np.int64), **params))
+    got = metric(labels, x) if _name(library) == "xgboost" else metric(labels, x, None)[1]
+    assert got == pytest.approx(want, rel=1e-12)
+    w = rng.integers(1, 4, 30).astype(np.float64)
+    rep = np.repeat(np.arange(30), w.astype(int))
+    want_w = float(getattr(fusedloss, name)(x[rep], labels[rep].astype(np.int64), **params))
+    if _name(library) == "xgboost":
+        got_w = metric(labels, x, sample_weight=w)
+    else:
+        got_w = metric(labels, x, w)[1]
+    assert got_w == pytest.approx(want_w, rel=1e-12)
 
 
 # -- training ----------------------------------------------------------------------------------

@@ -555,6 +555,24 @@ def test_cross_entropy_hessian_of_a_saturated_row_keeps_its_tiny_values():
         )
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [2, 5, 40])
+def test_cross_entropy_hessian_where_another_class_dominates(C, dtype):
+    """The dominant class is not the target: its p (1 - p) ~ e^-40 comes from the other
+    classes' mass in the kernel and in the reference alike (1 - p would be 0)."""
+    z = np.zeros((1, C), dtype)
+    z[0, -1] = 40.0
+    e = math.exp(-40)
+    s = 1 + (C - 1) * e
+    want = np.full((1, C), e / s * (1 - e / s))
+    want[0, -1] = (1 / s) * ((C - 1) * e / s)
+    kw = dict(reduction="sum", return_grad=True, return_hess=True)
+    tol = 1e-14 if np.dtype(dtype) == np.float64 else 2e-6
+    for fn in (fl.softmax_cross_entropy, ref.softmax_cross_entropy):
+        h = fn(z, np.array([0]), **kw)[2]
+        np.testing.assert_allclose(h, want, rtol=tol, err_msg=fn.__module__)
+
+
 def test_kinks_take_the_gradients_branch():
     """Huber at |e| == delta: the quadratic piece (1); smooth-L1 at |e| == beta: the linear
     piece (0); L1 at 0: 0; hinge at the margin: 0."""

@@ -275,10 +275,12 @@ class GBDTLoss:
     # -- the metric ---------------------------------------------------------------------
 
     def mean(self, preds, labels, weights):
-        """The loss's mean over the samples on raw margins, weighted by the sample
-        weights when there are any (sum of w_i * loss_i over the sum of w_i; a sample's
-        loss is its row of reduction="none", averaged over its elements for 2-D margins of
-        an element-wise loss), as a Python float."""
+        """The loss's mean on raw margins, weighted by the sample weights when there are
+        any, as a Python float: sum of w_i loss_i over the sum of w_i d_i, d_i the sample's
+        share of the loss's own mean denominator (1 for an element-wise loss, averaged over
+        its elements for 2-D margins; for the class losses 0 where ignore_index, the
+        class weight of its label for cross-entropy with weight=).  Without sample weights
+        it is the loss's reduction="mean"."""
         x = self._margins(preds)
         fn = getattr(losses, self.name)
         w = weights_or_none(weights, x.shape[0])
@@ -290,11 +292,20 @@ class GBDTLoss:
             per_sample = x[0].size if x.shape[0] else 1
             return float(s) / (float(np.sum(w, dtype=np.float64)) * per_sample)
         t = self.class_indices(labels, x.shape[0], x.shape[1])
+        if w is None:  # the loss's own mean (ignored rows, class weights: its denominator)
+            return float(fn(x, t, reduction="mean", **self.params))
+        # each row's share of the mean's denominator: its class weight (cross-entropy;
+        # 1 for softmax focal loss, whose alpha does not count), 0 where ignored
         rows = fn(x, t, reduction="none", **self.params).astype(np.float64, copy=False)
-        if w is None:
-            return float(np.mean(rows)) if rows.size else math.nan
+        ignore = self.param("ignore_index")
+        valid = t != ignore
+        share = valid.astype(np.float64)
+        cw = self.params.get("weight") if self.name == "softmax_cross_entropy" else None
+        if cw is not None:
+            share *= np.asarray(cw, dtype=np.float64)[np.where(valid, t, 0)]
         w = w.astype(np.float64, copy=False)
-        return float(np.dot(w, rows) / np.sum(w))
+        den = float(np.dot(w, share))
+        return float(np.dot(w, rows) / den) if den != 0 else math.nan
 
 
 def softmax_focal_hessian(x, t, gamma, alpha=None, ignore_index=-100):
@@ -329,6 +340,13 @@ def softmax_focal_hessian(x, t, gamma, alpha=None, ignore_index=-100):
     e[rows, tt] = 0
     s_not = e.sum(axis=1)  # the other classes' share, summed without the target's
     s = s_not + e_y
+    # 1 - p_j of the other classes from the rest of the row's mass: for an entry at the
+    # row maximum (e_j == 1) that is (k - 1) + the entries below it + e_y, k the
+    # non-target entries at the maximum (s - e_j would cancel as p_j -> 1)
+    at_max = e == 1
+    below = np.where(at_max, 0, e).sum(axis=1)
+    rest_max = (at_max.sum(axis=1) - 1).astype(dt) + below + e_y
+    one_minus_p = np.where(at_max, rest_max[:, None], s[:, None] - e) / s[:, None]
     u = s_not / s
     q = e_y / s
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -338,7 +356,7 @@ def softmax_focal_hessian(x, t, gamma, alpha=None, ignore_index=-100):
     p = np.divide(e, s[:, None], out=e)  # 0 at the target column, set below
     k_g = gamma * q * (log_q + 2 - (gamma - 1) * c)
     k_p = 1 - gamma * c
-    h = p * (1 - p)
+    h = p * one_minus_p
     h *= k_p[:, None]
     r *= p
     r *= k_g[:, None]

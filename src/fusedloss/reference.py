@@ -330,8 +330,13 @@ def softmax_cross_entropy(
         shifted = z - np.max(z, axis=1, keepdims=True, initial=-np.inf)
         expd = np.exp(shifted)
         sumexp = expd.sum(axis=1, keepdims=True)
-        # p (1 - p), with 1 - p from the other entries' mass (exact as p -> 1)
-        p_q = expd / sumexp * ((sumexp - expd) / sumexp)
+        # p (1 - p), with 1 - p from the other entries' mass, exact as p -> 1: for an
+        # entry at the row maximum (exp 1) the others' sum is (k - 1) + the sum of the
+        # entries below the maximum, k the entries at it (sumexp - 1 would cancel)
+        at_max = expd == 1.0
+        below = np.where(at_max, 0.0, expd).sum(axis=1, keepdims=True)
+        others = np.where(at_max, (at_max.sum(axis=1, keepdims=True) - 1.0) + below, sumexp - expd)
+        p_q = expd / sumexp * (others / sumexp)
         hess = None
         neg_logp = np.log(sumexp) - shifted
         smooth = eps / n_classes if n_classes else 0.0  # weight of the uniform part
@@ -1139,22 +1144,23 @@ def heatmap_focal_loss(
 ):
     """CenterNet / CornerNet penalty-reduced focal loss, from the logits.
 
-       Per element, ``p = sigmoid(x)``, ``t`` the heatmap, in log space (``log p =
-       -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
+    Per element, ``p = sigmoid(x)``, ``t`` the heatmap, in log space (``log p =
+    -softplus(-x)``, ``log(1 - p) = -softplus(x)``)::
 
-           t == 1:  loss = -(1 - p)**alpha * log p
-                    grad = (1 - p)**alpha * (alpha * p * log p - (1 - p))
-           else:    loss = -(1 - t)**beta * p**alpha * log(1 - p)
-                    grad = (1 - t)**beta * p**alpha * (p - alpha * (1 - p) * log(1 - p))
+        t == 1:  loss = -(1 - p)**alpha * log p
+                 grad = (1 - p)**alpha * (alpha * p * log p - (1 - p))
+        else:    loss = -(1 - t)**beta * p**alpha * log(1 - p)
+                 grad = (1 - t)**beta * p**alpha * (p - alpha * (1 - p) * log(1 - p))
 
-       (``p log p`` and ``(1 - p) log(1 - p)`` are 0 where ``p`` resp. ``1 - p`` is 0, their
-       limits), times ``w``. The hessian, ``s = p (1 - p)``::
+    (``p log p`` and ``(1 - p) log(1 - p)`` are 0 where ``p`` resp. ``1 - p`` is 0, their
+    limits), times ``w``. The hessian, ``s = p (1 - p)``::
 
-           t == 1:  hess = (1 - p)**alpha * (alpha p log p (1 - p - alpha p) + (2 alpha + 1) s)
-           else:    hess = (1 - t)**beta * p**alpha
-                           * (alpha (1 - p) log(1 - p) (p - alpha (1 - p)) + (2 alpha + 1) s)
-    ``"mean"`` divides by ``max(1, number of t == 1)`` over the whole
-       input (the weight does not change the count): an empty input gives 0, not NaN.
+        t == 1:  hess = (1 - p)**alpha * (alpha p log p (1 - p - alpha p) + (2 alpha + 1) s)
+        else:    hess = (1 - t)**beta * p**alpha
+                        * (alpha (1 - p) log(1 - p) (p - alpha (1 - p)) + (2 alpha + 1) s)
+
+    ``"mean"`` divides by ``max(1, number of t == 1)`` over the whole input (the weight
+    does not change the count): an empty input gives 0, not NaN.
     """
     alpha = _at_least("alpha", alpha, 0.0)
     beta = _at_least("beta", beta, 0.0)
