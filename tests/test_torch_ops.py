@@ -443,3 +443,20 @@ def test_mean_of_nothing_matches_pytorch():
     (g,) = torch.autograd.grad(a, x)
     assert torch.equal(g, torch.zeros_like(g))
     np.testing.assert_array_equal(g.numpy(), 0)
+
+
+def test_readme_example_runs():
+    """The README's PyTorch section (its example is a doctest)."""
+    import doctest
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    found = re.search(r"^## PyTorch.*?(?=^## |\Z)", text, re.S | re.M)
+    assert found, "README.md has no '## PyTorch' section"
+    test = doctest.DocTestParser().get_doctest(found.group(0), {}, "README PyTorch", None, 0)
+    assert len(test.examples) > 8
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    report = []
+    runner.run(test, out=report.append)
+    assert runner.failures == 0, "".join(report)
