@@ -868,6 +868,34 @@ static void fuzz_family(reader *r, int f32)
         if (fl_run(id, f32, &ai, &ri) != FL_OK || !same_values(x, g[0][0], f32, n))
             fail("in-place gradient differs", name, f32, n);
         free(x);
+        /* the hessian: a kernel that has one gives the same gradient with it and
+         * bitwise the same hessian for 1 and 3 threads; the others refuse it
+         * before writing anything */
+        void *h[2], *gh = xalloc(bytes ? bytes : 1);
+        int hst[2];
+        for (int c = 0; c < 2; ++c) {
+            fl_args ah = fl_family_args(s, in, tgt, rows, F, c == 0 ? 1 : 3);
+            fl_result rh;
+            ah.reduction = reduction;
+            h[c] = xalloc(bytes ? bytes : 1);
+            memset(h[c], 0x7f, bytes);
+            memset(gh, 0x7f, bytes);
+            ah.hess = h[c];
+            ah.grad[0] = gh;
+            hst[c] = fl_run(id, f32, &ah, &rh);
+            if (hst[c] == FL_OK && !same_values(gh, g[0][0], f32, n))
+                fail("the gradient differs with a hessian", name, f32, n);
+            if (hst[c] == FL_E_UNSUPPORTED &&
+                (memcmp(h[c], sentinel, bytes) || memcmp(gh, sentinel, bytes)))
+                fail("a refused hessian wrote something", name, f32, n);
+        }
+        if (hst[0] != hst[1] || (hst[0] != FL_OK && hst[0] != FL_E_UNSUPPORTED))
+            fail("unexpected status with a hessian", name, f32, n);
+        if (hst[0] == FL_OK && !same_values(h[0], h[1], f32, n))
+            fail("threads: hessians differ", name, f32, n);
+        free(h[0]);
+        free(h[1]);
+        free(gh);
     } else {
         fail("unexpected status", name, f32, n);
     }
