@@ -466,3 +466,35 @@ def test_readme_example_runs():
         torch._dynamo.reset()
         test.globs.clear()
     assert runner.failures == 0, "".join(report)
+
+
+@pytest.mark.parametrize("cid", ["ce", "bce", "triplet", "ranking"])
+def test_handed_over_gradients_stay_independent(cid):
+    """The first backward hands the fused gradient over (no pass when grad_output is 1,
+    in place otherwise): it carries no autograd history, a caller who mutates it does not
+    change a retained graph's next backward (recomputed), and accumulation into .grad
+    over three backwards is 3x one."""
+    _, fl_fn, t_fn, xs, others, kw = _case(cid, torch.float64)
+    z = [x.clone().requires_grad_() for x in xs]
+    w = [x.clone().requires_grad_() for x in xs]
+    want = torch.autograd.grad(t_fn(*w, *others, **kw), w)
+    loss = fl_fn(*z, *others, **kw)
+    first = torch.autograd.grad(loss, z, retain_graph=True)
+    for g, v in zip(first, want):
+        assert not g.requires_grad and g.grad_fn is None
+        torch.testing.assert_close(g, v)
+        g.mul_(1000.0)  # the caller's to change
+    second = torch.autograd.grad(loss, z, retain_graph=True)
+    for g, v in zip(second, want):
+        torch.testing.assert_close(g, v)
+    for _ in range(3):
+        loss.backward(retain_graph=True)
+    for zi, v in zip(z, want):
+        assert not zi.grad.requires_grad
+        torch.testing.assert_close(zi.grad, 3 * v)
+    # a loss used twice: grad_output 2, scaled in place
+    z2 = [x.clone().requires_grad_() for x in xs]
+    l2 = fl_fn(*z2, *others, **kw)
+    (l2 + l2).backward()
+    for zi, v in zip(z2, want):
+        torch.testing.assert_close(zi.grad, 2 * v)

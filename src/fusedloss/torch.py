@@ -228,6 +228,15 @@ def _loss_fake(name, inputs, others, fparams, iparams, reduction):
     ]
 
 
+def _traced(tensors):
+    """Whether the op runs under a tracer (torch.compile, AOTAutograd, opcheck's fake
+    tensors): the gradient then goes through save_for_backward and a multiply."""
+    if torch.compiler.is_compiling():
+        return True
+    plain = (torch.Tensor, torch.nn.Parameter)
+    return any(type(t) not in plain for t in tensors)
+
+
 def _setup_context(ctx, inputs, output):
     name, xs, others, fparams, iparams, reduction = inputs
     ctx.name, ctx.reduction = name, reduction
@@ -235,25 +244,52 @@ def _setup_context(ctx, inputs, output):
     ctx.n_inputs, ctx.n_others = len(xs), len(others)
     ctx.n_fp, ctx.n_ip = len(fparams), len(iparams)
     ctx.others_none = [o is None for o in others]
-    # the fused gradients, and the inputs for a double backward (references, no copies)
-    ctx.save_for_backward(*output[1:], *xs, *[o for o in others if o is not None])
+    present = [o for o in others if o is not None]
+    ctx.owned = None
+    ctx.eager = not _traced(list(output) + list(xs))
+    if not ctx.eager:
+        # the fused gradients, and the inputs for a double backward (references)
+        ctx.save_for_backward(*output[1:], *xs, *present)
+    else:
+        # Eager: the fused gradients are the op's own new tensors (the public functions
+        # return only the loss), handed over to autograd by the first backward, which
+        # then needs no pass over them when grad_output is 1 (loss.backward()) and
+        # scales them in place otherwise.  A retained graph's next backward recomputes
+        # them from the saved inputs: bitwise the same, nothing written into a tensor
+        # anybody else holds.
+        ctx.owned = [g.detach() for g in output[1:]]  # no autograd history of their own
+        ctx.save_for_backward(*xs, *present)
+
+
+def _fused_again(ctx, xs, others):
+    """The fused gradients recomputed (a retained graph's second backward)."""
+    with torch.no_grad():
+        res = _loss_op(ctx.name, list(xs), others, ctx.fparams, ctx.iparams, ctx.reduction)
+    return list(res[1:])
 
 
 def _backward(ctx, grads):
     g_loss = grads[0]
     saved = ctx.saved_tensors
     k = ctx.n_inputs
-    fused, xs = saved[:k], saved[k : 2 * k]
+    owned = ctx.eager
+    if owned:
+        xs, rest = saved[:k], saved[k:]
+    else:
+        fused, xs, rest = saved[:k], saved[k : 2 * k], saved[2 * k :]
+    it = iter(rest)
+    others = [None if none else next(it) for none in ctx.others_none]
     if torch.is_grad_enabled():
         # create_graph=True: differentiate PyTorch's own formula (double backward)
-        it = iter(saved[2 * k :])
-        others = [None if none else next(it) for none in ctx.others_none]
         with torch.enable_grad():
             loss = _torch_formula(
                 ctx.name, list(xs), others, ctx.fparams, ctx.iparams, ctx.reduction
             )
             gin = torch.autograd.grad(loss, xs, g_loss, create_graph=True, allow_unused=True)
         return _grads_for(ctx, list(gin))
+    if owned:
+        fused = ctx.owned if ctx.owned is not None else _fused_again(ctx, xs, others)
+        ctx.owned = None  # handed over: never touched again
     out = []
     for g in fused:
         if ctx.reduction == "none" and g_loss.dim() > 0:
@@ -263,10 +299,17 @@ def _backward(ctx, grads):
                 gl = g_loss.unsqueeze(-1)
             else:
                 gl = g_loss
-            out.append(g * gl)
+            out.append(g.mul_(gl) if owned else g * gl)
+        elif owned and _is_one(g_loss):
+            out.append(g)  # loss.backward(): the fused gradient as it is
         else:
-            out.append(g * g_loss)  # one fused multiply by the scalar
+            out.append(g.mul_(g_loss) if owned else g * g_loss)  # one multiply by the scalar
     return _grads_for(ctx, out)
+
+
+def _is_one(g):
+    """Whether a scalar grad_output is exactly 1 (an eager tensor)."""
+    return g.dim() == 0 and type(g) is torch.Tensor and bool(g.item() == 1)
 
 
 def _grads_for(ctx, input_grads):
