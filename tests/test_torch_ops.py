@@ -498,3 +498,14 @@ def test_handed_over_gradients_stay_independent(cid):
     (l2 + l2).backward()
     for zi, v in zip(z2, want):
         torch.testing.assert_close(zi.grad, 2 * v)
+
+
+def test_torch_func_transforms_fall_back():
+    """torch.func.grad / vmap: the custom op takes no part, PyTorch's function does."""
+    x = torch.randn(6, 4, dtype=torch.float64)
+    t = torch.randint(0, 4, (6,))
+    g = torch.func.grad(lambda z: FL.cross_entropy(z, t))(x)
+    want = torch.func.grad(lambda z: F.cross_entropy(z, t))(x)
+    torch.testing.assert_close(g, want)
+    batched = torch.func.vmap(lambda z: FL.mse_loss(z, torch.zeros(4, dtype=torch.float64)))(x)
+    torch.testing.assert_close(batched, (x * x).mean(dim=1))

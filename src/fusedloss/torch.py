@@ -17,9 +17,10 @@ twice gives the same gradient twice.
 CPU float32 and float64 tensors run the kernels.  Everything else falls back to
 ``torch.nn.functional`` (the same call): other devices (CUDA, ...) and dtypes (float16,
 bfloat16, ...), a target or weight that requires grad, the deprecated ``size_average`` /
-``reduce`` arguments, and double backward (``create_graph=True``: the backward then
-differentiates PyTorch's own formula).  Class-axis inputs with more than two dimensions
-(``(N, C, d1, ...)``) are moved to the class-last layout with one copy for now.
+``reduce`` arguments, torch.func transforms (grad, vmap, ...), and double backward
+(``create_graph=True``: the backward then differentiates PyTorch's own formula).
+Class-axis inputs with more than two dimensions (``(N, C, d1, ...)``) are moved to the
+class-last layout with one copy for now.
 
 PyTorch is not a dependency of fusedloss: ``pip install "fusedloss[torch]"``.
 """
@@ -392,6 +393,8 @@ def _runs_here(xs, others):
     dt = xs[0].dtype
     if dt not in _DTYPES:
         return False
+    if torch._C._are_functorch_transforms_active():
+        return False  # torch.func (grad, vmap, ...): custom ops do not take part
     for x in xs:
         if x.device.type != "cpu" or x.dtype != dt or x.layout != torch.strided:
             return False
