@@ -223,7 +223,10 @@ def test_registry_entry_is_consistent(name):
     assert not set(names) & (reserved | {"return_hess", "hess_out"})
     assert isinstance(spec.hess, str)
     if spec.hess:  # a hessian only where the kernel has one: element-wise, CE
-        assert spec.kind == "elementwise" or spec.name == "softmax_cross_entropy"
+        assert spec.kind == "elementwise" or spec.name in (
+            "softmax_cross_entropy",
+            "softmax_focal_loss",
+        )
     for p in spec.params:
         assert p.kind in ("float", "int", "weight", "bool")
         if p.kind == "float":

@@ -249,15 +249,7 @@ class GBDTLoss:
             w = None  # weighted by the kernel
         else:
             t = self.class_indices(labels, x.shape[0], x.shape[1])
-            if self.name == "softmax_cross_entropy":
-                _, g, h = fn(
-                    x, t, reduction="sum", return_grad=True, return_hess=True, **self.params
-                )
-            else:
-                _, g = fn(x, t, reduction="sum", return_grad=True, **self.params)
-                h = softmax_focal_hessian(
-                    x, t, self.param("gamma"), self.param("alpha"), self.param("ignore_index")
-                )
+            _, g, h = fn(x, t, reduction="sum", return_grad=True, return_hess=True, **self.params)
         if out is None:
             if w is not None:
                 w = w.astype(g.dtype, copy=False)[:, None]
@@ -309,62 +301,16 @@ class GBDTLoss:
 
 
 def softmax_focal_hessian(x, t, gamma, alpha=None, ignore_index=-100):
-    """Diagonal of the Hessian of the summed softmax focal loss, in x's dtype.
-
-    Per row, with p = softmax(x), q = p_y the target's probability, u = 1 - q and
-    L = -a (1 - q)^gamma log q (a = alpha[y], or 1), the chain rule through q gives
-        d2L/dx_j2 = a [f''(q) (dq/dx_j)^2 + f'(q) d2q/dx_j2],
-        dq/dx_j = q g_j,  d2q/dx_j2 = q (g_j^2 - p_j (1 - p_j)),  g_j = [j == y] - p_j,
-    with f(q) = -(1 - q)^gamma log q. Written with the bounded ratio c = q log q / u (in
-    [-1, 0], its limit -1 at u = 0), this is
-        d2L/dx_j2 = a u^gamma [gamma q (log q + 2 - (gamma - 1) c) g_j^2 / u
-                               + (1 - gamma c) p_j (1 - p_j)],
-    where g_j^2 / u is u for j == y and p_j (p_j / u) for the others (p_j / u = e_j / sum
-    over k != y of e_k, at most 1). Nothing there grows as u -> 0 (a saturated, correct
-    prediction) for any gamma >= 0: the only power is u^gamma itself, so there is no
-    0 * inf. u is the sum of the other classes' exponentials over the total (not 1 - q,
-    which cancels), log q is log1p(-u) when u < 1/2 and log(q) otherwise, both to full
-    relative accuracy. gamma = 0 gives p_j (1 - p_j), cross-entropy's Hessian. Rows whose
-    target is ignore_index get 0.
-    """
-    n, n_classes = x.shape
-    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    x = x.astype(dt, copy=False)
-    gamma = dt.type(gamma)
-    valid = t != ignore_index
-    tt = np.where(valid, t, 0)
-    rows = np.arange(n)
-    e = x - x.max(axis=1, keepdims=True) if n else x.copy()
-    np.exp(e, out=e)
-    e_y = e[rows, tt]
-    e[rows, tt] = 0
-    s_not = e.sum(axis=1)  # the other classes' share, summed without the target's
-    s = s_not + e_y
-    # 1 - p_j of the other classes from the rest of the row's mass: for an entry at the
-    # row maximum (e_j == 1) that is (k - 1) + the entries below it + e_y, k the
-    # non-target entries at the maximum (s - e_j would cancel as p_j -> 1)
-    at_max = e == 1
-    below = np.where(at_max, 0, e).sum(axis=1)
-    rest_max = (at_max.sum(axis=1) - 1).astype(dt) + below + e_y
-    one_minus_p = np.where(at_max, rest_max[:, None], s[:, None] - e) / s[:, None]
-    u = s_not / s
-    q = e_y / s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_q = np.where(u < 0.5, np.log1p(-u), np.log(q))
-        c = np.where(u > 0, q * log_q / np.where(u > 0, u, 1), -1)
-        r = e / np.where(s_not > 0, s_not, 1)[:, None]  # p_j / u (0 at the target)
-    p = np.divide(e, s[:, None], out=e)  # 0 at the target column, set below
-    k_g = gamma * q * (log_q + 2 - (gamma - 1) * c)
-    k_p = 1 - gamma * c
-    h = p * one_minus_p
-    h *= k_p[:, None]
-    r *= p
-    r *= k_g[:, None]
-    h += r
-    h[rows, tt] = (k_p * q + k_g) * u
-    scale = u**gamma
-    if alpha is not None:
-        scale *= np.asarray(alpha, dtype=dt)[tt]
-    scale[~valid] = 0
-    h *= scale[:, None]
-    return h
+    """Diagonal of the Hessian of the summed softmax focal loss, in x's compute dtype
+    (fusedloss's kernel: the closed form in csrc/softmax_ce.inc, finite for every
+    gamma >= 0 at saturated rows; its NumPy twin is fusedloss.reference's)."""
+    return losses.softmax_focal_loss(
+        x,
+        t,
+        gamma=gamma,
+        alpha=alpha,
+        ignore_index=ignore_index,
+        reduction="sum",
+        return_grad=True,
+        return_hess=True,
+    )[2]

@@ -471,6 +471,7 @@ _class_index(
     "Multi-class focal loss on softmax probabilities.",
     "loss = -alpha[y] (1 - p_y)^gamma log p_y, p = softmax(z)",
     "the closed form, finite for every gamma >= 0 at saturated predictions (the analytic limit)",
+    hess="hess: the closed form's diagonal, finite for every gamma >= 0 (may be negative)",
     notes='``"mean"`` divides by the number of rows that are not ignored (not by the '
     "summed alpha); ``gamma=0`` with ``alpha=None`` is ``softmax_cross_entropy``.",
 )

@@ -824,7 +824,18 @@ def _check_signs(t, tw):
         )
 
 
-def _class_index_inputs(x, target, x_name, reduction, return_grad, out, grad_out, ignore_index):
+def _class_index_inputs(
+    x,
+    target,
+    x_name,
+    reduction,
+    return_grad,
+    out,
+    grad_out,
+    ignore_index,
+    return_hess=False,
+    hess_out=None,
+):
     """Shared checks of the class-index losses (class axis last, integer targets of shape
     ``x.shape[:-1]``); returns (x, flat targets (int64), ignored mask, cdt)."""
     _check_reduction(reduction)
@@ -857,7 +868,17 @@ def _class_index_inputs(x, target, x_name, reduction, return_grad, out, grad_out
             f"{_position('target', first, batch_shape)} = {int(t[first])} is out of range "
             f"for {n_classes} classes"
         )
-    _check_buffers(reduction, return_grad, out, grad_out, batch_shape, x.shape, cdt)
+    _check_buffers(
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        batch_shape,
+        x.shape,
+        cdt,
+        return_hess,
+        hess_out,
+    )
     t = np.where(ignored, 0, t).astype(np.int64)
     return x, t, ignored, cdt
 
@@ -1273,6 +1294,8 @@ def softmax_focal_loss(
     return_grad=False,
     out=None,
     grad_out=None,
+    return_hess=False,
+    hess_out=None,
     n_threads=None,
 ):
     """Multi-class focal loss on ``p = softmax(z)`` over the last axis, integer class
@@ -1287,11 +1310,31 @@ def softmax_focal_loss(
     ``alpha`` None means 1 for every class. Rows with ``y == ignore_index`` give 0 loss and
     0 gradient; ``"mean"`` divides by the number of the other rows (not by summed alpha).
     ``gamma = 0`` with ``alpha = None`` is softmax_cross_entropy.
+
+    The hessian's diagonal by the chain rule through ``P = p_y``: with ``f(P) = -(1 -
+    P)**gamma log P`` (``u = 1 - P``), ``h_j = alpha[y] (f''(P) (dP/dz_j)**2 + f'(P)
+    d2P/dz_j2)``, ``dP/dz_j = P ([j == y] - p_j)``::
+
+        h_y = alpha[y] (F2 u**2 + F1 u (u - P)),   h_j = alpha[y] (F2 p_j**2 + F1 p_j (2 p_j - 1))
+        F1 = P f'(P)    = gamma u**(gamma - 1) P log P - u**gamma
+        F2 = P**2 f''(P) = -gamma (gamma - 1) u**(gamma - 2) P**2 log P
+                           + 2 gamma u**(gamma - 1) P + u**gamma
+
+    (0 where ``u == 0``: every ``p_j`` of the row is then 0 or 1).
     """
     gamma = _at_least("gamma", gamma, 0.0)
     ignore_index = operator.index(ignore_index)
     x, t, ignored, cdt = _class_index_inputs(
-        logits, target, "logits", reduction, return_grad, out, grad_out, ignore_index
+        logits,
+        target,
+        "logits",
+        reduction,
+        return_grad,
+        out,
+        grad_out,
+        ignore_index,
+        return_hess,
+        hess_out,
     )
     batch_shape, n_classes = x.shape[:-1], x.shape[-1]
     a = _class_weight(alpha, "alpha", n_classes, cdt)
@@ -1321,9 +1364,34 @@ def softmax_focal_loss(
             grad = c[:, None] * e / s[:, None]
             grad = np.where(onehot, -(c * q)[:, None], grad)
             grad = np.where(keep[:, None], grad, 0.0).reshape(x.shape)
+        hess = None
+        if return_hess:
+            u, P = q[:, None], p_y[:, None]
+            logP = lp[:, None]
+            F1 = gamma * u ** (gamma - 1) * P * logP - u**gamma
+            F2 = (
+                -gamma * (gamma - 1) * u ** (gamma - 2) * P * P * logP
+                + 2 * gamma * u ** (gamma - 1) * P
+                + u**gamma
+            )
+            if gamma == 0:
+                F1, F2 = -np.ones_like(u), np.ones_like(u)
+            p = e / s[:, None]
+            h = np.where(onehot, F2 * u * u + F1 * u * (u - P), F2 * p * p + F1 * p * (2 * p - 1))
+            h = np.where((u == 0) | ~keep[:, None], 0.0, a_y[:, None] * h)
+            hess = h.reshape(x.shape)
         denom = int(np.count_nonzero(keep))
         return _finish(
-            losses.reshape(batch_shape), grad, denom, reduction, cdt, return_grad, out, grad_out
+            losses.reshape(batch_shape),
+            grad,
+            denom,
+            reduction,
+            cdt,
+            return_grad,
+            out,
+            grad_out,
+            hess,
+            hess_out,
         )
 
 
