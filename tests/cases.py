@@ -1023,7 +1023,8 @@ def _draw_target(draw, call, rng, xshape):
     t = _draw_array(draw, rng, shape, tdt, domain)
     if domain == "sign" and r is None and t.size and _chance(draw, call, 4, "label"):
         t = np.array(t, copy=True)
-        t.reshape(-1)[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from([0, 2]))
+        # .flat writes through any layout (reshape(-1) of a Fortran-ordered copy is a copy)
+        t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from([0, 2]))
         call.bad(ValueError, "a label outside {-1, +1}")
     return t
 

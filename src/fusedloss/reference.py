@@ -1427,6 +1427,7 @@ def multi_margin_loss(
     )
     batch_shape, n_classes = x.shape[:-1], x.shape[-1]
     w = _class_weight(weight, "weight", n_classes, cdt)
+    margin = _param_in(margin, cdt)  # as the kernels take it (float32: 1e-124 is 0)
     n_rows = t.size
     with np.errstate(all="ignore"):
         zx = _widen(x, cdt).reshape(n_rows, n_classes)
