@@ -1435,7 +1435,7 @@ def multi_margin_loss(
         if n_classes:
             onehot[np.arange(n_rows), t] = True
         x_y = np.where(onehot, zx, 0.0).sum(axis=1)
-        z = margin - x_y[:, None] + zx
+        z = (zx - x_y[:, None]) + margin  # the difference first: exact for small margins
         h = np.maximum(z, 0.0)
         if p == 2.0:
             h = h * h
