@@ -1321,7 +1321,7 @@ def fuzz_calls(draw, spec):
         bad = [v for v in (1.5, -0.1, 2, -1) if np.asarray(v).astype(x.dtype) not in (0, 1)]
         if bad:
             v = np.asarray(draw(st.sampled_from(bad))).astype(x.dtype)
-            x.reshape(-1)[draw(st.integers(0, x.size - 1))] = v
+            x.flat[draw(st.integers(0, x.size - 1))] = v  # through any layout (see labels)
             call.bad(ValueError, "an input outside [0, 1]")
     for p in spec.params:
         if p.kind in ("float", "bool"):
