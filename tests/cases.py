@@ -34,9 +34,11 @@ import importlib
 import inspect
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 from fusedloss._registry import LOSSES
@@ -128,6 +130,44 @@ GRAD_INDEPENDENT_OF_INPUT = {"nll_loss", "kl_div"}
 
 
 # ----------------------------------------------------------------------------- arguments
+
+
+def seeded_rng(*tags):
+    """A Generator seeded by a test's own tags (stable across processes)."""
+    return np.random.default_rng(zlib.crc32(repr(tags).encode()))
+
+
+def compute_dtype(dtype):
+    """The compute dtype of an input of `dtype`."""
+    dt = np.dtype(dtype)
+    return np.dtype(np.float32) if dt.kind == "f" and dt.itemsize <= 4 else np.dtype(np.float64)
+
+
+def grid_params(names, ends=False):
+    """pytest params (name, variant, grid id, symbolic params) of the specs `names`; with
+    ends=True only each grid's first and last entries (the defaults, and "all" where a
+    spec has several parameters)."""
+    out = []
+    for name in names:
+        spec = LOSSES[name]
+        vs = target_variants(spec)
+        for v in vs:
+            grid = param_grid(spec, v)
+            for gid, sym in grid[:1] + grid[1:][-1:] if ends else grid:
+                pid = "-".join([name] + ([v] if len(vs) > 1 else []) + [gid])
+                out.append(pytest.param(name, v, gid, sym, id=pid))
+    return out
+
+
+def make_case(name, variant, sym, shape, dtype, *tags, scale=3.0, as_input_shape=False):
+    """(spec, args, kwargs, first input shape) for a test shape (or, as_input_shape, for
+    that first input shape), seeded by everything that identifies the case."""
+    spec = LOSSES[name]
+    xshape = tuple(shape) if as_input_shape else input_shape(spec, shape)
+    rng = seeded_rng(name, variant, repr(sym), xshape, np.dtype(dtype).str, *tags)
+    args = make_args(spec, xshape, dtype, rng, variant=variant, scale=scale, params=sym)
+    kw = make_params(spec, sym, xshape, compute_dtype(dtype), rng)
+    return spec, args, kw, xshape
 
 
 def target_variants(spec):

@@ -195,7 +195,12 @@ def test_softmax_focal_hessian_at_extremes():
     prediction saturates (u = 1 - p_y tiny or 0), for gamma below and above 1; checked
     against central differences of fusedloss's gradient (float64, mild saturation) and
     against the analytic limits."""
-    from fusedloss._gbdt import softmax_focal_hessian
+
+    def softmax_focal_hessian(x, t, gamma, alpha=None):
+        """The hessian the softmax focal objective uses (the summed loss's)."""
+        return fusedloss.softmax_focal_loss(
+            x, t, gamma=gamma, alpha=alpha, reduction="sum", return_grad=True, return_hess=True
+        )[2]
 
     x = np.array(
         [[12.0, 0.0, -1.0], [-12.0, 0.0, 1.0], [30.0, 1.0, 0.0], [0.0, 0.0, 0.0], [2.0, -3.0, 1.0]]

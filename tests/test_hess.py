@@ -23,7 +23,6 @@ found through the registry, is checked for:
 
 import functools
 import math
-import zlib
 
 import cases
 import numpy as np
@@ -41,42 +40,14 @@ SIM = pytest.mark.usefixtures("each_simd_target")
 SUPPORTED_SIMD = _kernels.simd_targets()[1]
 
 
-def _rng(*tags):
-    return np.random.default_rng(zlib.crc32(repr(tags).encode()))
+_rng, _cdt = cases.seeded_rng, cases.compute_dtype
+GRID = cases.grid_params(HESS)
+GRID_ENDS = cases.grid_params(HESS, ends=True)
 
 
-def _cdt(dtype):
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt.kind == "f" and dt.itemsize <= 4 else np.dtype(np.float64)
-
-
-def _grid(ends=False):
-    out = []
-    for name in HESS:
-        spec = LOSSES[name]
-        vs = cases.target_variants(spec)
-        for v in vs:
-            grid = cases.param_grid(spec, v)
-            for gid, sym in grid[:1] + grid[1:][-1:] if ends else grid:
-                pid = "-".join([name] + ([v] if len(vs) > 1 else []) + [gid])
-                out.append(pytest.param(name, v, gid, sym, id=pid))
-    return out
-
-
-GRID = _grid()
-GRID_ENDS = _grid(ends=True)
-VARIANTS = [
-    pytest.param(n, v, id=f"{n}-{v}") for n in HESS for v in cases.target_variants(LOSSES[n])
-]
-
-
-def _case(name, variant, sym, shape, dtype, *tags, scale=3.0, as_input_shape=False):
-    spec = LOSSES[name]
-    xshape = tuple(shape) if as_input_shape else cases.input_shape(spec, shape)
-    rng = _rng(name, variant, repr(sym), xshape, np.dtype(dtype).str, "hess", *tags)
-    args = cases.make_args(spec, xshape, dtype, rng, variant=variant, scale=scale, params=sym)
-    kw = cases.make_params(spec, sym, xshape, _cdt(dtype), rng)
-    return spec, args, kw
+def _case(name, variant, sym, shape, dtype, *tags, **kw):
+    """cases.make_case, seeded with this file's tag: (spec, args, kwargs)."""
+    return cases.make_case(name, variant, sym, shape, dtype, "hess", *tags, **kw)[:3]
 
 
 def _reductions(spec):

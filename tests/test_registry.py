@@ -34,7 +34,6 @@ import math
 import os
 import threading
 import warnings
-import zlib
 
 import cases
 import numpy as np
@@ -49,14 +48,10 @@ from fusedloss import _kernels
 from fusedloss import reference as ref
 
 NAMES = list(LOSSES)
+_rng, _cdt, _case = cases.seeded_rng, cases.compute_dtype, cases.make_case
 SHAPES = [(), (0,), (7,), (3, 5), (2, 3, 17)]  # shapes of the "none" loss
 LARGE = (256, 1024)  # a first input of 2**18 elements (>= 2**18: helper threads start)
 SIM = pytest.mark.usefixtures("each_simd_target")
-
-
-def _rng(*tags):
-    """A Generator seeded by the test's own tags (stable across processes)."""
-    return np.random.default_rng(zlib.crc32(repr(tags).encode()))
 
 
 def _public(spec):
@@ -69,12 +64,6 @@ def _reference(spec):
     return twin
 
 
-def _cdt(dtype):
-    """The compute dtype of an input of `dtype`."""
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt.kind == "f" and dt.itemsize <= 4 else np.dtype(np.float64)
-
-
 def _variants():
     """(name, variant) pairs; ids show the variant only where a spec has several."""
     out = []
@@ -85,41 +74,15 @@ def _variants():
     return out
 
 
-def _grid(ends=False):
-    """(name, variant, grid id, symbolic params) over the whole table; with ends=True only
-    each grid's first and last entries (the defaults, and "all" where a spec has several
-    parameters)."""
-    out = []
-    for name, spec in LOSSES.items():
-        vs = cases.target_variants(spec)
-        for v in vs:
-            grid = cases.param_grid(spec, v)
-            for gid, sym in grid[:1] + grid[1:][-1:] if ends else grid:
-                pid = "-".join([name] + ([v] if len(vs) > 1 else []) + [gid])
-                out.append(pytest.param(name, v, gid, sym, id=pid))
-    return out
-
-
 VARIANTS = _variants()
-GRID = _grid()
-GRID_LARGE = _grid(ends=True)
+GRID = cases.grid_params(LOSSES)
+GRID_LARGE = cases.grid_params(LOSSES, ends=True)
 GRID_TORCH = [
     pytest.param(*p.values, shape, id=f"{p.id}-{shape}")
     for p in GRID
     for shape in ([(7,), (2, 3, 17)] if p.values[2] == "default" else [(2, 3, 17)])
 ]
 GRID_LAST = list({p.values[:2]: p for p in GRID_LARGE}.values())  # each grid's last entry
-
-
-def _case(name, variant, sym, shape, dtype, *tags, scale=3.0, as_input_shape=False):
-    """(spec, args, kwargs, first input shape) for a test shape (or, as_input_shape, for
-    that first input shape), seeded by everything that identifies the case."""
-    spec = LOSSES[name]
-    xshape = tuple(shape) if as_input_shape else cases.input_shape(spec, shape)
-    rng = _rng(name, variant, repr(sym), xshape, np.dtype(dtype).str, *tags)
-    args = cases.make_args(spec, xshape, dtype, rng, variant=variant, scale=scale, params=sym)
-    kw = cases.make_params(spec, sym, xshape, _cdt(dtype), rng)
-    return spec, args, kw, xshape
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ legacy size_average / reduce) equal to PyTorch; the modules.
 
 import math
 
+import cases
 import numpy as np
 import pytest
 
@@ -25,15 +26,7 @@ def _tol(dtype):
     return dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
 
 
-def _focal_ref(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, written out."""
-    p = torch.sigmoid(inputs)
-    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+_focal_ref = cases._sigmoid_focal_loss  # torchvision's formula, the tests' own
 
 
 def _cases(dtype, g):

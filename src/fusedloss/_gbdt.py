@@ -300,17 +300,26 @@ class GBDTLoss:
         return float(np.dot(w, rows) / den) if den != 0 else math.nan
 
 
-def softmax_focal_hessian(x, t, gamma, alpha=None, ignore_index=-100):
-    """Diagonal of the Hessian of the summed softmax focal loss, in x's compute dtype
-    (fusedloss's kernel: the closed form in csrc/softmax_ce.inc, finite for every
-    gamma >= 0 at saturated rows; its NumPy twin is fusedloss.reference's)."""
-    return losses.softmax_focal_loss(
-        x,
-        t,
-        gamma=gamma,
-        alpha=alpha,
-        ignore_index=ignore_index,
-        reduction="sum",
-        return_grad=True,
-        return_hess=True,
-    )[2]
+class Wrapper:
+    """What a library's objective and metric objects share: the checked GBDTLoss, its
+    name, parameters and floor, and the repr."""
+
+    WHERE = ""  # e.g. "fusedloss.xgboost.objective"
+
+    def __init__(self, name, hess_floor, params):
+        self._loss = GBDTLoss(self.WHERE, name, params, hess_floor)
+
+    @property
+    def name(self):
+        return self._loss.name
+
+    @property
+    def params(self):
+        return dict(self._loss.params)
+
+    @property
+    def hess_floor(self):
+        return self._loss.hess_floor
+
+    def __repr__(self):
+        return self._loss.describe()

@@ -546,11 +546,18 @@ cdef tuple _outputs(int red, bint return_grad, object out, object grad_out, int 
     return out, grad_out
 
 
-cdef object _hess_out(bint return_grad, bint return_hess, object hess_out, int tn, int nd,
-                      cnp.npy_intp *dims, object x, tuple others):
-    """The hessian's buffer (None without return_hess): the caller's hess_out,
-    checked (it may overlap nothing: not the input, not out or grad_out), or a
-    new array of the input's shape."""
+cdef object _hess_out(fl_args *args, bint return_grad, bint return_hess, object hess_out,
+                      int tn, int nd, cnp.npy_intp *dims, fl_index n, object x, tuple others):
+    """The hessian's buffer (None without return_hess), set as args.hess: the
+    caller's hess_out, checked (it may overlap nothing in `others`: the inputs,
+    out, grad_out), or a new array of the input's shape."""
+    hess_out = _hess_buffer(return_grad, return_hess, hess_out, tn, nd, dims, x, others)
+    args.hess = _buf(hess_out, tn, n, True, "hess_out")
+    return hess_out
+
+
+cdef object _hess_buffer(bint return_grad, bint return_hess, object hess_out, int tn, int nd,
+                         cnp.npy_intp *dims, object x, tuple others):
     cdef object a
     if not return_hess:
         if hess_out is not None:
@@ -643,9 +650,8 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
     readers = _with_user(x, xu, t, tu, wc, wu, pc, pu)
     _check_outputs(readers, out, grad_out)
     user_hess = hess_out
-    hess_out = _hess_out(return_grad, return_hess, hess_out, tn, nd, dims, x,
+    hess_out = _hess_out(&a, return_grad, return_hess, hess_out, tn, nd, dims, n, x,
                          readers + (out, grad_out, user_out, user_grad))
-    a.hess = _buf(hess_out, tn, n, True, "hess_out") if hess_out is not None else NULL
     return _call(k, k.kid, tn, red, &a, t, 0, out, grad_out, return_grad, user_out, user_grad,
                  (x, t), dims[0] if nd > 0 else 1, hess_out, user_hess)
 
@@ -722,9 +728,8 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
     readers = _with_user(x, xu, t, tu, wc, wu, None, None)
     _check_outputs(readers, out, grad_out)
     user_hess = hess_out
-    hess_out = _hess_out(return_grad, return_hess, hess_out, tn, nd, dims, x,
+    hess_out = _hess_out(&a, return_grad, return_hess, hess_out, tn, nd, dims, n, x,
                          readers + (out, grad_out, user_out, user_grad))
-    a.hess = _buf(hess_out, tn, n, True, "hess_out") if hess_out is not None else NULL
     return _call(k, k.kid2 if probs else k.kid, tn, red, &a, tu, C, out, grad_out,
                  return_grad, user_out, user_grad, (), 1, hess_out, user_hess)
 

@@ -172,16 +172,9 @@ def _torch_fn(torch, name):
     if name == "softmax_cross_entropy":
         return F.cross_entropy
     if name == "sigmoid_focal_loss":
+        from .torch import _torch_sigmoid_focal  # torchvision's formula, written out
 
-        def focal(x, t, alpha=0.25, gamma=2.0):
-            p = torch.sigmoid(x)
-            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-            p_t = p * t + (1 - p) * (1 - t)
-            loss = ce * ((1 - p_t) ** gamma)
-            loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-            return loss.mean()
-
-        return focal
+        return lambda x, t: _torch_sigmoid_focal(x, t, 0.25, 2.0, "mean")
     if name == "hinge_loss":
         return lambda x, y: torch.clamp_min(1.0 - y * x, 0).mean()
     if name == "exponential_loss":

@@ -44,7 +44,7 @@ def _is_dataset(obj):
     return lgb is not None and isinstance(obj, lgb.Dataset)
 
 
-class Objective:
+class Objective(_gbdt.Wrapper):
     """A LightGBM custom objective; make one with `fusedloss.lightgbm.objective`.
 
     Called as ``obj(preds, train_set)`` (native ``lgb.train``: raw margins and the
@@ -53,20 +53,7 @@ class Objective:
     arguments). Returns float32 ``(grad, hess)`` in LightGBM's layout (1-D, or
     ``(n_samples, n_classes)`` Fortran-ordered)."""
 
-    def __init__(self, name, hess_floor, params):
-        self._loss = _gbdt.GBDTLoss("fusedloss.lightgbm.objective", name, params, hess_floor)
-
-    @property
-    def name(self):
-        return self._loss.name
-
-    @property
-    def params(self):
-        return dict(self._loss.params)
-
-    @property
-    def hess_floor(self):
-        return self._loss.hess_floor
+    WHERE = "fusedloss.lightgbm.objective"
 
     def __call__(self, y_true, y_pred, weight=None):
         if _is_dataset(y_pred):  # native: (preds, train_set)
@@ -78,17 +65,16 @@ class Objective:
         out = (np.empty(shape, _F32, order="F"), np.empty(shape, _F32, order="F"))
         return self._loss.grad_hess(preds, labels, weight, out=out)
 
-    def __repr__(self):
-        return self._loss.describe()
 
-
-class Metric:
+class Metric(_gbdt.Wrapper):
     """A LightGBM custom metric: ``(name, value, False)``, the loss's (weighted) mean on
     raw margins; lower is better. LightGBM passes raw margins to metrics when the
     objective is a custom one."""
 
+    WHERE = "fusedloss.lightgbm.metric"
+
     def __init__(self, name, params):
-        self._loss = _gbdt.GBDTLoss("fusedloss.lightgbm.metric", name, params, None)
+        super().__init__(name, None, params)
         self.__name__ = name
 
     def __call__(self, y_true, y_pred, weight=None):
@@ -97,9 +83,6 @@ class Metric:
         else:
             preds, labels = y_pred, y_true
         return self.__name__, self._loss.mean(preds, labels, weight), False
-
-    def __repr__(self):
-        return self._loss.describe()
 
 
 def objective(name, *, hess_floor=1e-6, **params):

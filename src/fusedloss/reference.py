@@ -330,14 +330,16 @@ def softmax_cross_entropy(
         shifted = z - np.max(z, axis=1, keepdims=True, initial=-np.inf)
         expd = np.exp(shifted)
         sumexp = expd.sum(axis=1, keepdims=True)
-        # p (1 - p), with 1 - p from the other entries' mass, exact as p -> 1: for an
-        # entry at the row maximum (exp 1) the others' sum is (k - 1) + the sum of the
-        # entries below the maximum, k the entries at it (sumexp - 1 would cancel)
-        at_max = expd == 1.0
-        below = np.where(at_max, 0.0, expd).sum(axis=1, keepdims=True)
-        others = np.where(at_max, (at_max.sum(axis=1, keepdims=True) - 1.0) + below, sumexp - expd)
-        p_q = expd / sumexp * (others / sumexp)
         hess = None
+        if return_hess:
+            # p (1 - p), with 1 - p from the other entries' mass, exact as p -> 1: for an
+            # entry at the row maximum (exp 1) the others' sum is (k - 1) + the sum of the
+            # entries below the maximum, k the entries at it (sumexp - 1 would cancel)
+            at_max = expd == 1.0
+            below = np.where(at_max, 0.0, expd).sum(axis=1, keepdims=True)
+            k = at_max.sum(axis=1, keepdims=True)
+            others = np.where(at_max, (k - 1.0) + below, sumexp - expd)
+            p_q = expd / sumexp * (others / sumexp)
         neg_logp = np.log(sumexp) - shifted
         smooth = eps / n_classes if n_classes else 0.0  # weight of the uniform part
 

@@ -43,7 +43,7 @@ def _from_dmatrix(dtrain):
     return dtrain.get_label(), dtrain.get_weight()
 
 
-class Objective:
+class Objective(_gbdt.Wrapper):
     """An XGBoost custom objective; make one with `fusedloss.xgboost.objective`.
 
     Called as ``obj(preds, dtrain)`` (``xgb.train(obj=...)``: raw margins and the
@@ -51,20 +51,7 @@ class Objective:
     sample_weight=None)`` (the scikit-learn estimators). Returns ``(grad, hess)`` of the
     margins' shape and dtype (float32 from XGBoost)."""
 
-    def __init__(self, name, hess_floor, params):
-        self._loss = _gbdt.GBDTLoss("fusedloss.xgboost.objective", name, params, hess_floor)
-
-    @property
-    def name(self):
-        return self._loss.name
-
-    @property
-    def params(self):
-        return dict(self._loss.params)
-
-    @property
-    def hess_floor(self):
-        return self._loss.hess_floor
+    WHERE = "fusedloss.xgboost.objective"
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if _is_dmatrix(y_pred):  # native: (preds, dtrain)
@@ -74,11 +61,8 @@ class Objective:
             preds, labels = y_pred, y_true
         return self._loss.grad_hess(preds, labels, sample_weight)
 
-    def __repr__(self):
-        return self._loss.describe()
 
-
-class Metric:
+class Metric(_gbdt.Wrapper):
     """An XGBoost custom metric: the loss's (weighted) mean on raw margins.
 
     Called as ``metric(preds, dmatrix)`` (``xgb.train(custom_metric=...)``) it returns
@@ -88,8 +72,10 @@ class Metric:
     objective it would pass transformed predictions (probabilities), which this metric
     does not expect."""
 
+    WHERE = "fusedloss.xgboost.metric"
+
     def __init__(self, name, params):
-        self._loss = _gbdt.GBDTLoss("fusedloss.xgboost.metric", name, params, None)
+        super().__init__(name, None, params)
         self.__name__ = name
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -97,9 +83,6 @@ class Metric:
             labels, weights = _from_dmatrix(y_pred)
             return self.__name__, self._loss.mean(y_true, labels, weights)
         return self._loss.mean(y_pred, y_true, sample_weight)
-
-    def __repr__(self):
-        return self._loss.describe()
 
 
 def objective(name, *, hess_floor=1e-6, **params):
