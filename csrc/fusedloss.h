@@ -71,9 +71,11 @@ enum {
     FL_E_INTERRUPTED = 2, /* stopped by the interrupt hook; acc[0] is NaN */
     FL_E_UNSUPPORTED = 3, /* an option this kernel does not implement (e.g. hess) */
     FL_E_UNKNOWN = 4,     /* fl_run: no kernel with that id */
-    FL_E_DOMAIN = 5       /* a value outside the loss's domain (probabilities outside
+    FL_E_DOMAIN = 5,      /* a value outside the loss's domain (probabilities outside
                              [0, 1], labels outside {-1, +1}): result->bad_pos, and
                              bad_value the argument (0 the input, 1 the target) */
+    FL_E_NOMEM = 6        /* scratch memory could not be allocated (the strided class
+                             layouts of long rows); what was written is unspecified */
 };
 
 /* flags */
@@ -87,9 +89,12 @@ enum {
 typedef struct {
     fl_index n;                       /* elements (element-wise losses) or rows (class-axis) */
     fl_index n_classes;               /* class-axis losses: classes per row */
-    fl_index class_stride;            /* class-axis: elements between a row's consecutive classes;
-                                         0 or 1 mean the class axis is last (the only layout the
-                                         kernels implement so far: others give FL_E_UNSUPPORTED) */
+    fl_index class_stride;            /* class-axis: elements between a row's consecutive classes
+                                         (P); 0 or 1 mean the class axis is last.  P > 1: the
+                                         data is a C-contiguous (n / P, n_classes, P) array (a
+                                         class axis in the middle), rows r = o P + i in that
+                                         order (targets, losses: shape (n / P, P)); n must be a
+                                         multiple of P (else FL_E_UNSUPPORTED) */
     const void *input[FL_MAX_INPUTS]; /* input[0]: logits / input; more for multi-input */
     const void *target;               /* the compute dtype (input's shape) or int64 class indices */
     fl_bcast weight;                  /* element-wise: a weight per element; class-axis: the

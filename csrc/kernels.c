@@ -12,6 +12,7 @@
 #include "fl_vmath.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
@@ -70,11 +71,28 @@ static void fl_result_init(fl_result *r)
     r->bad_pos = -1;
 }
 
-/* Class-axis kernels implement the class axis last; a hessian only where
- * the kernel has one (has_hess). */
+/* Class-axis layouts: rows of C classes, the classes class_stride (P)
+ * elements apart, as a C-contiguous (outer, C, P) array with n = outer P rows
+ * (row r = o P + i); P <= 1 is the class axis last.  A hessian only where the
+ * kernel has one (has_hess). */
 static int fl_class_layout_supported(const fl_args *a, int has_hess)
 {
-    return a->class_stride <= 1 && (has_hess || a->hess == NULL);
+    const fl_index P = a->class_stride;
+    if (P < 0 || (P > 1 && a->n % P != 0))
+        return 0;
+    return has_hess || a->hess == NULL;
+}
+
+/* The stride between a row's classes (1 for the class axis last). */
+static inline fl_index fl_class_step(const fl_args *a)
+{
+    return a->class_stride > 1 ? a->class_stride : 1;
+}
+
+/* Where row r's first class lies; its classes follow P apart. */
+static inline fl_index fl_row_base(fl_index r, fl_index C, fl_index P)
+{
+    return P == 1 ? r * C : (r / P) * (C * P) + r % P;
 }
 
 /* The gradient factor of a call whose mean has denominator denom:

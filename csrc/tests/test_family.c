@@ -226,6 +226,168 @@ static void one_case(const kspec *s, int id, int f32, fl_index rows, fl_index F)
     free_data(&d);
 }
 
+/* ---- a class axis in the middle ------------------------------------------
+ * Every class-axis kernel on a C-contiguous (outer, C, P) layout (class_stride
+ * P) against the same kernel on its class-last transpose (outer, P, C): the
+ * losses (row r = o P + i in both) and the gradient / hessian transposed back
+ * agree bitwise where both layouts take the same path (the few-class tile up
+ * to 16 classes, rows beyond 32), within rounding where the strided layout's
+ * tile (17..32 classes) meets the class-last row path.  Also: threads 1 and 4
+ * bitwise, in place bitwise, the input unmodified, ignored rows zero. */
+
+static double get(const void *a, int f32, fl_index i)
+{
+    return f32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
+}
+
+/* (outer, C, P) index of row r = o P + i, class j; and the class-last one. */
+static fl_index mid_at(fl_index r, fl_index j, fl_index C, fl_index P)
+{
+    return (r / P) * C * P + j * P + r % P;
+}
+
+/* Within rounding: relative to the values, or to `scale` (the largest of the
+ * array: entries that cancel, a p_j - b, keep an absolute error of that size). */
+static int close_to(double a, double b, int f32, double scale)
+{
+    const double tol = f32 ? 4e-6 : 1e-14;
+    if (a == b || (a != a && b != b))
+        return 1;
+    return fabs(a - b) <= tol * (fabs(a) + fabs(b) + scale);
+}
+
+static double max_abs(const void *a, int f32, fl_index n)
+{
+    double m = 0.0;
+    for (fl_index i = 0; a && i < n; ++i)
+        m = fabs(get(a, f32, i)) > m ? fabs(get(a, f32, i)) : m;
+    return m;
+}
+
+static void strided_case(const kspec *s, int id, int f32, fl_index outer, fl_index C, fl_index P,
+                         int with_hess)
+{
+    const fl_index rows = outer * P, n = rows * C;
+    const size_t esz = f32 ? 4 : 8, bytes = (size_t)n * esz;
+    const int probs = s->layout == L_PROB_ROWS;
+    const int ignore = !strcmp(s->name, "ce_index") || !strcmp(s->name, "nll") ||
+                       !strcmp(s->name, "softmax_focal");
+    void *xm = xmalloc(bytes), *xl = xmalloc(bytes), *xcopy = xmalloc(bytes);
+    void *tm = probs ? xmalloc(bytes) : NULL, *tl = probs ? xmalloc(bytes) : NULL;
+    int64_t *idx = probs ? NULL : (int64_t *)xmalloc((size_t)rows * 8);
+    for (fl_index r = 0; r < rows; ++r) {
+        for (fl_index j = 0; j < C; ++j) {
+            const double v = urand(6.0), y = (urand(1.0) + 1.0) / (2.0 * (double)C);
+            put(xm, f32, mid_at(r, j, C, P), v);
+            put(xl, f32, r * C + j, v);
+            if (probs) {
+                put(tm, f32, mid_at(r, j, C, P), y);
+                put(tl, f32, r * C + j, y);
+            }
+        }
+        if (idx)
+            idx[r] = ignore && r % 7 == 3 ? -100 : (int64_t)(r * 5 + r / 3) % C;
+    }
+    memcpy(xcopy, xm, bytes);
+    void *lm = xmalloc((size_t)rows * esz), *ll = xmalloc((size_t)rows * esz);
+    void *l4 = xmalloc((size_t)rows * esz);
+    void *gm = xmalloc(bytes), *gl = xmalloc(bytes), *g4 = xmalloc(bytes), *gi = xmalloc(bytes);
+    void *hm = with_hess ? xmalloc(bytes) : NULL, *hl = with_hess ? xmalloc(bytes) : NULL;
+    void *h4 = with_hess ? xmalloc(bytes) : NULL;
+    fl_args a;
+    memset(&a, 0, sizeof a);
+    a.n = rows;
+    a.n_classes = C;
+    a.ignore_index = -100;
+    memcpy(a.param, s->param, sizeof a.param);
+    a.grad_scale = 1.0;
+    a.reduction = FL_REDUCE_MEAN;
+    a.n_threads = 1;
+    fl_args al = a, a4 = a, ai = a;
+    a.class_stride = P;
+    a.input[0] = xm;
+    a.target = probs ? tm : (const void *)idx;
+    a.loss_out = lm;
+    a.grad[0] = gm;
+    a.hess = hm;
+    al.class_stride = 1;
+    al.input[0] = xl;
+    al.target = probs ? tl : (const void *)idx;
+    al.loss_out = ll;
+    al.grad[0] = gl;
+    al.hess = hl;
+    a4 = a;
+    a4.n_threads = 4;
+    a4.loss_out = l4;
+    a4.grad[0] = g4;
+    a4.hess = h4;
+    memcpy(gi, xm, bytes);
+    ai = a;
+    ai.input[0] = gi;
+    ai.grad[0] = gi;
+    ai.loss_out = NULL;
+    ai.hess = NULL;
+    fl_result rm, rl, r4, ri;
+    const int sm = fl_run(id, f32, &a, &rm), sl = fl_run(id, f32, &al, &rl);
+    const int s4 = fl_run(id, f32, &a4, &r4), si = fl_run(id, f32, &ai, &ri);
+    check(sm == FL_OK && sl == FL_OK && s4 == FL_OK && si == FL_OK, "strided: status", s->name, f32,
+          rows, C);
+    const int bitwise = C <= 16 || C > 32;
+    const double gmax = max_abs(gl, f32, n), hmax = max_abs(hl, f32, n);
+    int ok_loss = 1, ok_grad = 1, ok_hess = 1, ok_zero = 1;
+    for (fl_index r = 0; r < rows; ++r) {
+        const double u = get(lm, f32, r), v = get(ll, f32, r);
+        ok_loss &= bitwise ? same_bits(&u, &v, 8) : close_to(u, v, f32, 0.0);
+        for (fl_index j = 0; j < C; ++j) {
+            const fl_index im = mid_at(r, j, C, P), il = r * C + j;
+            const double g1 = get(gm, f32, im), g2 = get(gl, f32, il);
+            ok_grad &= bitwise ? same_bits(&g1, &g2, 8) : close_to(g1, g2, f32, gmax);
+            if (with_hess) {
+                const double h1 = get(hm, f32, im), h2 = get(hl, f32, il);
+                ok_hess &= bitwise ? same_bits(&h1, &h2, 8) : close_to(h1, h2, f32, hmax);
+            }
+            if (idx && idx[r] == -100)
+                ok_zero &= g1 == 0 && (!with_hess || get(hm, f32, im) == 0);
+        }
+    }
+    check(ok_loss && (bitwise ? same_bits(&rm.acc[0], &rl.acc[0], 8)
+                              : close_to(rm.acc[0], rl.acc[0], f32, 0.0)),
+          "strided: losses as class-last", s->name, f32, rows, C);
+    check(ok_grad, "strided: gradient as class-last", s->name, f32, rows, C);
+    check(ok_hess, "strided: hessian as class-last", s->name, f32, rows, C);
+    check(ok_zero, "strided: ignored rows zero", s->name, f32, rows, C);
+    check(same_bits(&rm.acc[0], &r4.acc[0], 8) && same_bits(lm, l4, (size_t)rows * esz) &&
+              same_bits(gm, g4, bytes) && (!with_hess || same_bits(hm, h4, bytes)),
+          "strided: threads 1 and 4", s->name, f32, rows, C);
+    check(same_bits(gi, gm, bytes) && same_bits(&ri.acc[0], &rm.acc[0], 8), "strided: in place",
+          s->name, f32, rows, C);
+    check(same_bits(xcopy, xm, bytes), "strided: input unmodified", s->name, f32, rows, C);
+    void *bufs[] = { xm, xl, xcopy, tm, tl, idx, lm, ll, l4, gm, gl, g4, gi, hm, hl, h4 };
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k)
+        free(bufs[k]);
+}
+
+static void strided_cases(int quick)
+{
+    /* (outer, C, P): tiles within one outer index and across them, P below a
+     * tile, the tile's 17..32 classes, the row path (on the stack and, with
+     * 3000 classes, from the heap), sizes with several segments */
+    static const fl_index shapes[][3] = { { 2, 5, 40 },   { 3, 21, 64 },   { 1, 9, 3 },
+                                          { 4, 2, 16 },   { 2, 40, 17 },   { 1, 32, 33 },
+                                          { 2, 3000, 5 }, { 4, 10, 5000 }, { 3, 100, 700 } };
+    const int n_shapes = quick ? 7 : 9;
+    for (int id = 0; id < FL_N_LOSSES; ++id) {
+        const kspec *s = fl_family_find(fl_loss_name(id));
+        if (!s || (s->layout != L_CLASS && s->layout != L_PROB_ROWS))
+            continue;
+        const int has_hess = strcmp(s->name, "nll") && strcmp(s->name, "multi_margin");
+        for (int f32 = 0; f32 < 2; ++f32)
+            for (int z = 0; z < n_shapes; ++z)
+                for (int h = 0; h <= has_hess; ++h)
+                    strided_case(s, id, f32, shapes[z][0], shapes[z][1], shapes[z][2], h);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const int quick = argc > 1 && !strcmp(argv[1], "quick");
@@ -250,6 +412,7 @@ int main(int argc, char **argv)
             for (int z = 0; z < n_sizes; ++z)
                 one_case(s, id, f32, sizes[z][0], sizes[z][1]);
     }
+    strided_cases(quick);
     printf("%ld passed, %ld failed\n", n_checks - n_failed, n_failed);
     return n_failed ? 1 : 0;
 }

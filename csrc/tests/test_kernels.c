@@ -1018,10 +1018,20 @@ static void test_contract_unsupported(void)
     fl_args c = plain_args(x, NULL, N);
     c.target = idx;
     c.n_classes = C;
-    c.class_stride = 2;
     c.grad[0] = g;
     c.ignore_index = -100;
-    check(fl_run(FL_ID_ce_index, 0, &c, &r) == FL_E_UNSUPPORTED, "ce class_stride 2", 0, 0);
+    /* a class stride must divide the rows (an (n / P, C, P) layout) and not be negative */
+    static const int class_ids[] = { FL_ID_ce_index, FL_ID_ce_prob, FL_ID_softmax_focal, FL_ID_nll,
+                                     FL_ID_multi_margin };
+    for (size_t k = 0; k < sizeof class_ids / sizeof class_ids[0]; ++k) {
+        char what[96];
+        c.class_stride = 3;
+        snprintf(what, sizeof what, "%s class_stride 3 of 8 rows", fl_loss_name(class_ids[k]));
+        check(fl_run(class_ids[k], 0, &c, &r) == FL_E_UNSUPPORTED, what, 0, 0);
+        c.class_stride = -2;
+        snprintf(what, sizeof what, "%s class_stride -2", fl_loss_name(class_ids[k]));
+        check(fl_run(class_ids[k], 1, &c, &r) == FL_E_UNSUPPORTED, what, 0, 0);
+    }
     c.class_stride = 1;
     c.hess = h;
     static const int no_hess[] = { FL_ID_nll, FL_ID_multi_margin };
