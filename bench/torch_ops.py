@@ -7,8 +7,9 @@ fusedloss.torch's function and with PyTorch's own (``torch.nn.functional``; torc
 sigmoid focal loss written out), each after a warm-up, x requiring grad, its .grad
 cleared between runs; the threads set with torch.set_num_threads and
 fusedloss.set_num_threads together.  The values and gradients are compared before timing.
-Cases: cross-entropy 4096x1000, 512x32000, 65536x10, segmentation (8, 21, 128, 128)
-(class axis 1), BCE with logits and sigmoid focal loss on 4M elements.
+Cases: cross-entropy 4096x1000, 512x32000, 65536x10, segmentation (32, 21, 512, 512)
+(class axis 1; ``--seg 8 21 128 128`` for a smaller one), BCE with logits and sigmoid
+focal loss on 4M elements.
 """
 
 import argparse
@@ -31,7 +32,7 @@ def focal_ref(x, t):
     return FL._torch_sigmoid_focal(x, t, 0.25, 2.0, "mean")
 
 
-def cases():
+def cases(seg):
     g = torch.Generator().manual_seed(0)
 
     def ce(shape, C):
@@ -42,7 +43,8 @@ def cases():
     yield "CE 4096x1000", FL.cross_entropy, F.cross_entropy, *ce((4096, 1000), 1000)
     yield "CE 512x32000", FL.cross_entropy, F.cross_entropy, *ce((512, 32000), 32000)
     yield "CE 65536x10", FL.cross_entropy, F.cross_entropy, *ce((65536, 10), 10)
-    yield "CE (8,21,128,128) axis 1", FL.cross_entropy, F.cross_entropy, *ce((8, 21, 128, 128), 21)
+    name = f"CE ({','.join(map(str, seg))}) axis 1"
+    yield name, FL.cross_entropy, F.cross_entropy, *ce(tuple(seg), seg[1])
     n = 1 << 22
     x = torch.randn(n, generator=g)
     t = (torch.rand(n, generator=g) < 0.3).float()
@@ -66,6 +68,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--seg", type=int, nargs=4, default=[32, 21, 512, 512], metavar="N C H W")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, fusedloss {fusedloss.__version__}; median of {a.repeat}")
     print()
@@ -74,7 +77,7 @@ def main():
     for threads in a.threads:
         torch.set_num_threads(threads)
         fusedloss.set_num_threads(threads)
-        for name, ours, theirs, x, args in cases():
+        for name, ours, theirs, x, args in cases(a.seg):
             t_ours, g_ours = timed(ours, x, args, a.repeat)
             t_theirs, g_theirs = timed(theirs, x, args, a.repeat)
             torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-6)

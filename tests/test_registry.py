@@ -136,6 +136,8 @@ def _expected_signature(spec):
     P = inspect.Parameter
     params = [P(n, P.POSITIONAL_OR_KEYWORD) for n in spec.inputs]
     params += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
+    if spec.kind == "class_axis":
+        params += [P("axis", P.KEYWORD_ONLY, default=-1)]
     params += [
         P("reduction", P.KEYWORD_ONLY, default="mean"),
         P("return_grad", P.KEYWORD_ONLY, default=False),

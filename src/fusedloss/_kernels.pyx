@@ -53,6 +53,7 @@ cdef extern from "fusedloss.h" nogil:
     enum: FL_E_UNSUPPORTED
     enum: FL_E_UNKNOWN
     enum: FL_E_DOMAIN
+    enum: FL_E_NOMEM
     enum: FL_NO_CHECK
     # array sizes as in fusedloss.h (FL_MAX_INPUTS, FL_MAX_PARAMS, FL_NACC):
     # checked against the header at import
@@ -521,6 +522,8 @@ cdef int _status(int status, const fl_result *res, object target, fl_index n_cla
         raise IndexError(index_message(target, res.bad_pos, res.bad_value, n_classes))
     if status == FL_E_DOMAIN:
         raise ValueError(domain_message(k, read[res.bad_value], res.bad_value, res.bad_pos))
+    if status == FL_E_NOMEM:
+        raise MemoryError("fusedloss: no memory for the scratch rows of a strided class axis")
     raise RuntimeError(f"fusedloss kernel failed with status {status}")
 
 
@@ -530,17 +533,23 @@ cdef inline int _dtype_f32(int tn):
 
 cdef tuple _outputs(int red, bint return_grad, object out, object grad_out, int tn,
                     int nd, int loss_nd, cnp.npy_intp *dims, object x, object xu, object t,
-                    object tu, object wc, object wu, object pc, object pu):
+                    object tu, object wc, object wu, object pc, object pu,
+                    cnp.npy_intp *ldims=NULL):
     """(out, grad_out): the caller's buffers, taken as they are when canonical,
     else checked by _validate (plain views of them); allocated where absent.
-    Losses have the first loss_nd axes of the input's nd."""
-    if not (_buffer_ok(out, tn, loss_nd, dims, red == FL_REDUCE_NONE) and
+    Losses have the shape ldims[:loss_nd] (default: the first loss_nd axes of the
+    input's nd)."""
+    cdef int i
+    if ldims == NULL:
+        ldims = dims
+    if not (_buffer_ok(out, tn, loss_nd, ldims, red == FL_REDUCE_NONE) and
             _buffer_ok(grad_out, tn, nd, dims, return_grad)):
         out, grad_out = _validate().check_outputs(
-            _RED_NAMES[red], return_grad, out, grad_out, x.shape[:loss_nd], x.shape, x.dtype,
+            _RED_NAMES[red], return_grad, out, grad_out,
+            tuple([ldims[i] for i in range(loss_nd)]), x.shape, x.dtype,
             [tu, t, wu, wc, pu, pc], (xu, x))
     if red == FL_REDUCE_NONE and out is None:
-        out = _new(loss_nd, dims, tn)
+        out = _new(loss_nd, ldims, tn)
     if return_grad and grad_out is None:
         grad_out = _new(nd, dims, tn)
     return out, grad_out
@@ -658,27 +667,42 @@ def elementwise(Kernel k, input, target, tuple params, weight, weight2, reductio
 
 def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, reduction,
                bint return_grad, out, grad_out, n_threads, bint return_hess=False,
-               hess_out=None):
-    """A loss over a class axis (the last): logits (..., C), targets class
-    indices (...) or probabilities (..., C); a loss per row."""
+               hess_out=None, axis=-1):
+    """A loss over a class axis (`axis`, the last by default): logits of shape
+    (..., C, ...), targets class indices of the logits' shape without the class
+    axis, or probabilities of the logits' shape; a loss per row (per position of
+    the other axes).  A class axis in the middle is computed in place of the
+    layout (the kernel's class stride), never through a transposed copy."""
     cdef int red = _reduction(reduction)
     cdef fl_args a
-    cdef int tn, nd, i
-    cdef fl_index C, n_rows = 1, n
+    cdef int tn, nd, i, ax
+    cdef fl_index C, n_rows = 1, n, inner = 1
     cdef bint probs
+    cdef cnp.npy_intp ldims[64]  # the loss's shape: the logits' without the class axis
     memset(&a, 0, sizeof(a))
     xu = x = logits
     if not _canonical(logits, 0):
         xu, x = _validate().numeric_input(logits, k.names[0])
     nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
     if nd == 0:
-        raise ValueError("logits must have at least one dimension (classes are the last axis)")
+        raise ValueError(f"{k.names[0]} must have at least one dimension (the class axis)")
+    if type(axis) is int and -nd <= axis < nd:
+        ax = <int>axis
+        if ax < 0:
+            ax += nd
+    else:
+        ax = _validate().class_axis(axis, nd)
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>x)
-    C = dims[nd - 1]
-    for i in range(nd - 1):
-        n_rows *= dims[i]
+    C = dims[ax]
+    for i in range(nd):
+        if i != ax:
+            n_rows *= dims[i]
+            ldims[i if i < ax else i - 1] = dims[i]
+        if i > ax:
+            inner *= dims[i]
     if C == 0 and n_rows != 0:
-        raise ValueError(f"logits of shape {x.shape} have no classes (last axis is empty)")
+        raise ValueError(f"{k.names[0]} of shape {x.shape} have no classes (axis {ax} is "
+                         "empty)")
     tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
     _params(k, params, a.param)
     cdef int overflow = 1
@@ -688,15 +712,16 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
         a.ignore_index = _validate().int_param(ignore_index, "ignore_index")
     a.n_threads = _threads(n_threads)
     tu = t = target
-    if _canonical(target, cnp.NPY_INT64) and _same_dims(<cnp.ndarray>target, nd - 1, dims):
+    if _canonical(target, cnp.NPY_INT64) and _same_dims(<cnp.ndarray>target, nd - 1, ldims):
         probs = False
     elif _canonical(target, tn) and _same_dims(<cnp.ndarray>target, nd, dims):
         probs = True
     else:
-        probs, tu, t = _validate().class_targets(target, xu, x.dtype)
+        probs, tu, t = _validate().class_targets(target, xu, x.dtype, ax)
     if probs and k.index_only:
         raise ValueError(f"{k.spec.name} takes integer class indices of shape "
-                         f"{k.names[0]}.shape[:-1] as target, not class probabilities")
+                         f"{_validate().batch_text(k.names[0], x.shape, ax)} as target, not "
+                         "class probabilities")
     if probs and a.ignore_index != -100:
         raise ValueError("ignore_index is only supported for class-index targets, not "
                          "probability targets")
@@ -710,13 +735,13 @@ def class_axis(Kernel k, logits, target, weight, ignore_index, tuple params, red
             wu, wc = _validate().class_weight(weight, C, x.dtype, k.weight_names[0])
     user_out, user_grad = out, grad_out
     out, grad_out = _outputs(red, return_grad, out, grad_out, tn, nd, nd - 1, dims, x, xu, t,
-                             tu, wc, wu, None, None)
+                             tu, wc, wu, None, None, ldims)
     if C > 0 and n_rows > (<fl_index>1 << 62) // C:
         raise ValueError("shape too large")
     n = n_rows * C
     a.n = n_rows
     a.n_classes = C
-    a.class_stride = 1
+    a.class_stride = inner if inner > 1 else 1
     a.input[0] = _buf(x, tn, n, False, k.names[0])
     a.target = _buf(t, tn if probs else cnp.NPY_INT64, n if probs else n_rows, False,
                     k.names[1])

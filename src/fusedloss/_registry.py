@@ -81,8 +81,9 @@ class LossSpec:
 
     name: the public function; kernel: its entry in csrc/losses.def; kind:
     "elementwise" (input and target of one shape, a loss per element),
-    "class_axis" (a class axis, last; a loss per row), "sample" (the first axis is
-    the sample axis, every other axis is summed within a sample; a loss per sample)
+    "class_axis" (a class axis, the last unless ``axis=``; a loss per row), "sample"
+    (the first axis is the sample axis, every other axis is summed within a sample; a
+    loss per sample)
     or "multi" (several differentiable inputs of one shape, the first ``n_grads``
     inputs; a loss per element, or per row of the last axis when ``rows``; a target,
     when the loss has one, of the loss's shape); inputs: the positional argument
@@ -188,7 +189,7 @@ _register(
         ),
         target_domain="index",
         torch="torch.nn.functional.cross_entropy",
-        summary="Softmax cross-entropy over the last axis.",
+        summary="Softmax cross-entropy over a class axis (the last by default).",
         formula="loss = -sum_c w_c y_c log softmax(z)_c",
         grad="grad = (sum_c w_c y_c) softmax(z) - w * y",
         hess="hess = (sum_c w_c y_c) softmax(z) (1 - softmax(z))",
@@ -454,7 +455,7 @@ _class_index(
         _IGNORE,
     ),
     "torch.nn.functional.nll_loss",
-    "Negative log-likelihood; ``input`` holds log-probabilities, classes last.",
+    "Negative log-likelihood; ``input`` holds log-probabilities over the class axis.",
     "loss = -w[y] x[y]",
     "grad = -w[y] at the target class, 0 elsewhere",
 )
@@ -490,7 +491,7 @@ _class_index(
         ),
     ),
     "torch.nn.functional.multi_margin_loss",
-    "Multi-class hinge loss (the multi-class SVM's), classes last.",
+    "Multi-class hinge loss (the multi-class SVM's) over the class axis.",
     "loss = w[y] / C sum_{j != y} max(0, margin - x[y] + x[j])^p",
     "grad_j = w[y] / C p max(0, margin - x[y] + x[j])^(p-1) (j != y), grad_y = -sum_j grad_j",
     notes='``"mean"`` divides by the number of rows.',

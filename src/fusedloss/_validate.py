@@ -15,6 +15,10 @@ _F32 = F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 _INT64_MAX = np.iinfo(np.int64).max
+try:  # numpy >= 1.25
+    _AxisError = np.exceptions.AxisError
+except AttributeError:  # pragma: no cover
+    _AxisError = np.AxisError
 
 
 def reject_masked(x, name):
@@ -103,20 +107,46 @@ def elementwise_target(target, names, x, dtype):
     return t, contiguous(t, dtype)
 
 
-def class_targets(target, x, dtype):
+def class_axis(axis, ndim):
+    """The class axis as an int in [0, ndim): an integer (numpy's too, not a bool) in
+    [-ndim, ndim), as numpy's ``axis`` (numpy's AxisError, a ValueError and IndexError,
+    when out of range)."""
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {axis!r}") from None
+    if not -ndim <= ax < ndim:
+        raise _AxisError(ax, ndim)
+    return ax % ndim
+
+
+def batch_text(name, shape, axis):
+    """How the shape of class-index targets reads: ``logits.shape[:-1] = (4,)``."""
+    batch = shape[:axis] + shape[axis + 1 :]
+    if axis == len(shape) - 1:
+        return f"{name}.shape[:-1] = {batch}"
+    return f"{name}'s shape without axis {axis} = {batch}"
+
+
+def class_targets(target, x, dtype, axis=-1):
     """(probabilities?, the user's target array, it converted) for logits x with the
-    class axis last: integer class indices of shape x.shape[:-1] (int64), or floating
-    probabilities of x's shape (dtype)."""
-    batch_shape, n_classes = x.shape[:-1], x.shape[-1]
+    class axis `axis`: integer class indices of x's shape without that axis (int64), or
+    floating probabilities of x's shape (dtype)."""
+    axis %= x.ndim
+    batch_shape, n_classes = x.shape[:axis] + x.shape[axis + 1 :], x.shape[axis]
     t = to_array(target, "target")
     kind = t.dtype.kind
     if kind == "b":
         raise TypeError("target must be integer class indices or floating probabilities, not bool")
     if kind in "iu":
         if t.shape != batch_shape:
+            where = "the last axis" if axis == x.ndim - 1 else f"axis {axis}"
             raise ValueError(
-                f"class-index target has shape {t.shape}, expected logits.shape[:-1] = "
-                f"{batch_shape} (logits have {n_classes} classes on the last axis)"
+                f"class-index target has shape {t.shape}, expected "
+                f"{batch_text('logits', x.shape, axis)} (logits have {n_classes} classes on "
+                f"{where})"
             )
         if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
             # uint64 values above the int64 range cannot be valid class indices.

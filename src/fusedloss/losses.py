@@ -72,11 +72,22 @@ _HESS = (
 )
 
 
+_AXIS = (
+    (
+        "axis",
+        "-1",
+        "int, default -1",
+        "the class axis (negative counts from the end), e.g. ``axis=1`` for PyTorch's "
+        "``(N, C, H, W)``; computed in place of the layout, without a transposed copy.  "
+        'Index targets and the ``"none"`` losses have the input\'s shape without it.',
+    ),
+)
+
+
 def _common(spec):
     """The keyword arguments every loss of `spec`'s kind takes, in signature order."""
-    if not spec.hess:
-        return _COMMON
-    return _COMMON[:-1] + _HESS + _COMMON[-1:]
+    common = _COMMON if not spec.hess else _COMMON[:-1] + _HESS + _COMMON[-1:]
+    return _AXIS + common if spec.kind == "class_axis" else common
 
 
 _DTYPES = (
@@ -87,12 +98,13 @@ _TARGETS = {
     "real": "of the shape of ``{0}``, converted to the compute dtype.",
     "sign": "labels -1 or +1 of the shape of ``{0}`` (any other value is a ValueError; NaN "
     "propagates), converted to the compute dtype.",
-    "class": "integer class indices of shape ``{0}.shape[:-1]`` (any integer dtype; one out "
-    "of range is an IndexError).",
+    "class": "integer class indices of ``{0}``'s shape without the class axis (any integer "
+    "dtype; one out of range is an IndexError).",
     "unit": "of the shape of ``{0}``, converted to the compute dtype; probabilities in "
     "[0, 1] (other values are computed by the same formula, not refused).",
-    "index": "integer class indices of shape ``{0}.shape[:-1]`` (any integer dtype; one "
-    "out of range is an IndexError), or floating class probabilities of ``{0}``'s shape.",
+    "index": "integer class indices of ``{0}``'s shape without the class axis (any integer "
+    "dtype; one out of range is an IndexError), or floating class probabilities of "
+    "``{0}``'s shape.",
 }
 
 
@@ -124,7 +136,11 @@ def _docstring(spec):
     if spec.torch:
         lines += [
             f"As ``{spec.torch}``"
-            + (" with the class axis last." if spec.kind == "class_axis" else "."),
+            + (
+                " with the class axis last by default (``axis``)."
+                if spec.kind == "class_axis"
+                else "."
+            ),
             "",
         ]
     per = {"elementwise": "Per element::", "sample": "Per sample::"}
@@ -215,7 +231,7 @@ def _make(spec):
         call = f"_multi(_K, ({args},), ({floats}), {tail})"
     else:
         ignore = "ignore_index" if any(p.name == "ignore_index" for p in spec.params) else "-100"
-        call = f"_class_axis(_K, {args}, {weights[0]}, {ignore}, ({floats}), {tail})"
+        call = f"_class_axis(_K, {args}, {weights[0]}, {ignore}, ({floats}), {tail}, axis=axis)"
     src = f"def {spec.name}({args}, *, {', '.join(keywords)}):\n    return {call}\n"
     namespace = {
         "_K": kernel,

@@ -33,6 +33,11 @@ import operator
 
 import numpy as np
 
+try:  # numpy >= 1.25
+    _AxisError = np.exceptions.AxisError
+except AttributeError:  # pragma: no cover
+    _AxisError = np.AxisError
+
 __all__ = [
     "softmax_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -182,6 +187,50 @@ def _finish(
     return loss, _store(grad, cdt, grad_out)
 
 
+def _axis_index(axis, ndim):
+    """The class axis in [0, ndim), as numpy's ``axis`` (an integer, not a bool)."""
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise _AxisError(axis, ndim)
+    return axis % ndim
+
+
+def _moved_class_axis(fn, args, first):
+    """``fn`` (a class-axis twin) called with its arguments ``args`` (its locals()) on
+    the class axis moved last, the gradient and hessian moved back; None when the axis
+    is already the last (or the input has no axis: ``fn`` reports it)."""
+    x = np.asarray(args[first])
+    if x.ndim == 0:
+        return None
+    ax = _axis_index(args["axis"], x.ndim)
+    if ax == x.ndim - 1:
+        return None
+    kw = dict(args, axis=-1)
+    t = np.asarray(kw.pop("target"))
+    if t.dtype.kind == "f" and t.shape == x.shape:  # probabilities: the logits' layout
+        t = np.moveaxis(t, ax, -1)
+    bufs = (kw.pop("grad_out"), kw.pop("hess_out", None))
+    if bufs[0] is not None and not args["return_grad"]:
+        raise ValueError("grad_out is only used with return_grad=True")
+    if bufs[1] is not None and not args.get("return_hess"):
+        raise ValueError("hess_out is only used with return_hess=True")
+    kw[first] = np.moveaxis(x, ax, -1)
+    res = fn(kw.pop(first), t, **kw)
+    if not isinstance(res, tuple):
+        return res
+    back = [res[0]]
+    for arr, buf, name in zip(res[1:], bufs, ("grad_out", "hess_out")):
+        arr = np.ascontiguousarray(np.moveaxis(arr, -1, ax))
+        if buf is not None:
+            _check_buffer(buf, name, arr.shape, arr.dtype)
+            buf[...] = arr
+            arr = buf
+        back.append(arr)
+    return tuple(back)
+
+
 def _softplus(x):
     """log(1 + exp(x)) without overflow or loss of precision."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
@@ -212,6 +261,7 @@ def softmax_cross_entropy(
     weight=None,
     ignore_index=-100,
     label_smoothing=0.0,
+    axis=-1,
     reduction="mean",
     return_grad=False,
     out=None,
@@ -248,6 +298,9 @@ def softmax_cross_entropy(
     ``(1-eps) w[t] + (eps/C) W`` for indices (0 on ignored rows), ``sum_c w_c y'_c`` for
     probabilities.
     """
+    moved = _moved_class_axis(softmax_cross_entropy, locals(), "logits")
+    if moved is not None:
+        return moved
     _check_reduction(reduction)
     eps = _finite_param("label_smoothing", label_smoothing)
     if not 0.0 <= eps <= 1.0:
@@ -1243,6 +1296,7 @@ def nll_loss(
     *,
     weight=None,
     ignore_index=-100,
+    axis=-1,
     reduction="mean",
     return_grad=False,
     out=None,
@@ -1259,6 +1313,9 @@ def nll_loss(
     Rows with ``y == ignore_index`` give 0 loss and 0 gradient (whatever their values);
     ``"mean"`` divides by the summed ``w[y]`` of the other rows.
     """
+    moved = _moved_class_axis(nll_loss, locals(), "input")
+    if moved is not None:
+        return moved
     ignore_index = operator.index(ignore_index)
     x, t, ignored, cdt = _class_index_inputs(
         input, target, "input", reduction, return_grad, out, grad_out, ignore_index
@@ -1292,6 +1349,7 @@ def softmax_focal_loss(
     alpha=None,
     gamma=2.0,
     ignore_index=-100,
+    axis=-1,
     reduction="mean",
     return_grad=False,
     out=None,
@@ -1324,6 +1382,9 @@ def softmax_focal_loss(
 
     (0 where ``u == 0``: every ``p_j`` of the row is then 0 or 1).
     """
+    moved = _moved_class_axis(softmax_focal_loss, locals(), "logits")
+    if moved is not None:
+        return moved
     gamma = _at_least("gamma", gamma, 0.0)
     ignore_index = operator.index(ignore_index)
     x, t, ignored, cdt = _class_index_inputs(
@@ -1404,6 +1465,7 @@ def multi_margin_loss(
     p=1,
     margin=1.0,
     weight=None,
+    axis=-1,
     reduction="mean",
     return_grad=False,
     out=None,
@@ -1420,6 +1482,9 @@ def multi_margin_loss(
     (NaN where ``z_j`` is NaN.) Every class index is checked (no ignore_index);
     ``"mean"`` divides by the number of rows.
     """
+    moved = _moved_class_axis(multi_margin_loss, locals(), "input")
+    if moved is not None:
+        return moved
     p = _finite_param("p", p)
     if p not in (1.0, 2.0):
         raise ValueError(f"p must be in {{1, 2}}, got {p!r}")

@@ -94,7 +94,9 @@ def _call_ce(name, xs, others, fp, ip, reduction):
         fn = _L.softmax_cross_entropy
     else:
         fn = _L.nll_loss
-    return fn(x, t, ignore_index=ip[0], reduction=reduction, return_grad=True, **kw)
+    # PyTorch's class axis: 1 for (N, C, d1, ...), computed in place of that layout
+    axis = 1 if x.ndim >= 2 else -1
+    return fn(x, t, ignore_index=ip[0], axis=axis, reduction=reduction, return_grad=True, **kw)
 
 
 def _call_bce(name, xs, others, fp, ip, reduction):
@@ -170,16 +172,6 @@ _CALLS = {
 }
 
 
-def _class_last(t):
-    """(N, C, d1, ...) -> (N, d1, ..., C), contiguous (one copy; none for 2-D)."""
-    return t if t.dim() <= 2 else t.movedim(1, -1).contiguous()
-
-
-def _class_first(t):
-    """The inverse layout change, contiguous in PyTorch's layout."""
-    return t if t.dim() <= 2 else t.movedim(-1, 1).contiguous()
-
-
 def _loss_shape(name, xs, others, reduction):
     if reduction != "none":
         return ()
@@ -202,21 +194,14 @@ def _loss_op(
 ) -> List[torch.Tensor]:
     """[loss, grad_0, ...]: the loss and the gradient of each differentiable input (of
     the returned loss), from one fused pass.  Inputs are CPU tensors of one float dtype."""
-    call, _, class_axis = _CALLS[name]
+    call = _CALLS[name][0]
     xs = [x.contiguous() for x in inputs]
     os_ = [None if o is None else o.contiguous() for o in others]
-    if class_axis:
-        xs = [_class_last(xs[0])]
-        t = os_[0]
-        if t is not None and t.is_floating_point():  # class probabilities
-            os_[0] = _class_last(t)
     res = call(name, xs, os_, fparams, iparams, reduction)
     loss, grads = res[0], res[1:]
     dtype = inputs[0].dtype
     out = [torch.from_numpy(np.array(loss, copy=True).reshape(np.shape(loss))).to(dtype)]
-    for g in grads:
-        g = torch.from_numpy(g)
-        out.append(_class_first(g) if class_axis else g)
+    out += [torch.from_numpy(g) for g in grads]
     return out
 
 
