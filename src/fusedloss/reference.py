@@ -231,6 +231,14 @@ def _moved_class_axis(fn, args, first):
     return tuple(back)
 
 
+def _others_sum(w):
+    """sum_{c != j} w_c for each j: the sums before j and after it, added (not
+    w.sum() - w_j, which cancels when w_j dominates)."""
+    before = np.concatenate(([0.0], np.cumsum(w)[:-1]))
+    after = np.concatenate((np.cumsum(w[::-1])[::-1][1:], [0.0]))
+    return before + after
+
+
 def _softplus(x):
     """log(1 + exp(x)) without overflow or loss of precision."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
@@ -383,17 +391,20 @@ def softmax_cross_entropy(
         shifted = z - np.max(z, axis=1, keepdims=True, initial=-np.inf)
         expd = np.exp(shifted)
         sumexp = expd.sum(axis=1, keepdims=True)
+        # the entries at the row maximum (exp 1; k of them) and the mass below it: the
+        # log-sum is log1p((k - 1) + below), exact as the maximum dominates (log(sumexp)
+        # of a sum near 1 loses the small part's relative accuracy)
+        at_max = expd == 1.0
+        below = np.where(at_max, 0.0, expd).sum(axis=1, keepdims=True)
+        k = at_max.sum(axis=1, keepdims=True)
         hess = None
         if return_hess:
             # p (1 - p), with 1 - p from the other entries' mass, exact as p -> 1: for an
-            # entry at the row maximum (exp 1) the others' sum is (k - 1) + the sum of the
-            # entries below the maximum, k the entries at it (sumexp - 1 would cancel)
-            at_max = expd == 1.0
-            below = np.where(at_max, 0.0, expd).sum(axis=1, keepdims=True)
-            k = at_max.sum(axis=1, keepdims=True)
+            # entry at the row maximum the others' sum is (k - 1) + below (sumexp - 1
+            # would cancel)
             others = np.where(at_max, (k - 1.0) + below, sumexp - expd)
             p_q = expd / sumexp * (others / sumexp)
-        neg_logp = np.log(sumexp) - shifted
+        neg_logp = np.log1p((k - 1.0) + below) - shifted
         smooth = eps / n_classes if n_classes else 0.0  # weight of the uniform part
 
         if soft:
@@ -425,6 +436,15 @@ def softmax_cross_entropy(
             if return_grad:
                 coef = (1.0 - eps) * w_t + smooth * w.sum()
                 grad = expd / sumexp * coef[:, None] - smooth * w
+                if eps > 0:
+                    # a single dominant class j (exp 1, the only one) other than the
+                    # target: coef p_j - smooth w_j cancels as p_j -> 1; the same value as
+                    # (coef - smooth w_j) - coef (1 - p_j), with coef - smooth w_j summed
+                    # from its non-negative parts and 1 - p_j from the others' mass
+                    single = at_max & (k == 1)
+                    single[rows, cols] = False  # the target's entry: below
+                    head = ((1.0 - eps) * w_t)[:, None] + smooth * _others_sum(w)
+                    grad = np.where(single, head - coef[:, None] * (below / sumexp), grad)
                 grad[rows, cols] -= (1.0 - eps) * w_t[rows]
                 grad = np.where(keep[:, None], grad, 0.0)
             if return_hess:
