@@ -213,6 +213,27 @@ def test_the_callers_tensors_are_not_modified(cid):
 
 
 @pytest.mark.parametrize("cid", CASE_IDS)
+def test_backward_makes_no_full_size_pass(cid):
+    # the backward hands over the fused gradient: no zero tensor for the op's gradient
+    # outputs (autograd materialises one per output unless told not to), and for a
+    # scalar loss's backward() not even a multiply
+    from torch.profiler import ProfilerActivity, profile
+
+    _, fl_fn, _, xs, others, kw = _case(cid, torch.float32)
+    for reduction in ("mean", "none"):
+        xs_ = [x.clone().requires_grad_() for x in xs]
+        loss = fl_fn(*xs_, *others, reduction=reduction, **kw)
+        up = torch.ones_like(loss)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            loss.backward(up if reduction == "none" else None)
+        names = {e.name for e in prof.events()}
+        assert not names & {"aten::zeros", "aten::zero_", "aten::zeros_like"}, names
+        if reduction == "mean":
+            assert not names & {"aten::mul", "aten::mul_"}, names
+        assert all(x.grad is not None and x.grad.shape == x.shape for x in xs_)
+
+
+@pytest.mark.parametrize("cid", CASE_IDS)
 def test_retained_graph_gives_the_same_gradient_twice(cid):
     _, fl_fn, _, xs, others, kw = _case(cid, torch.float64)
     xs = [x.clone().requires_grad_() for x in xs]

@@ -232,6 +232,11 @@ def _setup_context(ctx, inputs, output):
     ctx.others_none = [o is None for o in others]
     present = [o for o in others if o is not None]
     ctx.owned = None
+    # the fused-gradient outputs get no gradient of their own: without these two, autograd
+    # would materialise a zero tensor of the input's size for each in every backward (a
+    # full pass, and fresh pages, for nothing)
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)
     ctx.eager = not _traced(list(output) + list(xs))
     if not ctx.eager:
         # the fused gradients, and the inputs for a double backward (references)
@@ -256,6 +261,9 @@ def _fused_again(ctx, xs, others):
 
 def _backward(ctx, grads):
     g_loss = grads[0]
+    if g_loss is None:  # (not materialised) nothing flows into the loss
+        ctx.owned = None
+        return _grads_for(ctx, [None] * ctx.n_inputs)
     saved = ctx.saved_tensors
     k = ctx.n_inputs
     owned = ctx.eager
