@@ -259,9 +259,10 @@ def test_double_backward_matches_pytorch(cid):
 
 
 def _op_args(cid):
-    """The arguments of the custom op as the public function makes them."""
+    """The arguments of the custom op as the public function makes them (the eager path,
+    an autograd.Function, calls the op's implementation with the same arguments)."""
     calls = []
-    real = FL._loss_op
+    real = FL._loss_impl
 
     def spy(*args):
         calls.append(args)
@@ -269,11 +270,11 @@ def _op_args(cid):
 
     _, fl_fn, _, xs, others, kw = _case(cid, torch.float64)
     xs = [x.clone().requires_grad_() for x in xs]
-    FL._loss_op = spy
+    FL._loss_impl = spy
     try:
         fl_fn(*xs, *others, **kw)
     finally:
-        FL._loss_op = real
+        FL._loss_impl = real
     assert len(calls) == 1
     return calls[0]
 

@@ -8,19 +8,20 @@
 Each function has PyTorch's own signature, defaults and layout (the class axis is 1) and
 is a custom op, ``torch.ops.fusedloss.loss``, with a registered autograd formula and a
 fake (meta) kernel, so ``torch.compile(fullgraph=True)`` traces through it and
-``torch.library.opcheck`` passes.  The forward runs fusedloss's fused kernel, which gives
-the loss and its gradient in one pass; the gradient is saved, and the backward scales it
-by ``grad_output`` (one multiply; a scalar for a reduced loss).  Nothing is written into
-the caller's tensors or into the saved gradient, so a graph retained and back-propagated
-twice gives the same gradient twice.
+``torch.library.opcheck`` passes; eager calls run the same forward and backward as a plain
+``torch.autograd.Function`` (a fraction of the custom op's per-call cost).  The forward
+runs fusedloss's fused kernel, which gives the loss and its gradient in one pass; the
+backward hands that gradient over as it is for ``loss.backward()`` (no pass) and scales
+it by ``grad_output`` otherwise (one multiply).  Nothing is written into the caller's
+tensors, and a graph retained and back-propagated twice gives the same gradient twice.
 
 CPU float32 and float64 tensors run the kernels.  Everything else falls back to
 ``torch.nn.functional`` (the same call): other devices (CUDA, ...) and dtypes (float16,
 bfloat16, ...), a target or weight that requires grad, the deprecated ``size_average`` /
 ``reduce`` arguments, torch.func transforms (grad, vmap, ...), and double backward
 (``create_graph=True``: the backward then differentiates PyTorch's own formula).
-Class-axis inputs with more than two dimensions (``(N, C, d1, ...)``) are moved to the
-class-last layout with one copy for now.
+Class-axis inputs with more than two dimensions (``(N, C, d1, ...)``) are computed in
+place of that layout (the kernels' ``axis=1``), without a copy.
 
 PyTorch is not a dependency of fusedloss: ``pip install "fusedloss[torch]"``.
 """
@@ -183,15 +184,7 @@ def _loss_shape(name, xs, others, reduction):
     return tuple(x.shape)
 
 
-@torch.library.custom_op("fusedloss::loss", mutates_args=())
-def _loss_op(
-    name: str,
-    inputs: List[torch.Tensor],
-    others: List[Optional[torch.Tensor]],
-    fparams: List[float],
-    iparams: List[int],
-    reduction: str,
-) -> List[torch.Tensor]:
+def _loss_impl(name, inputs, others, fparams, iparams, reduction):
     """[loss, grad_0, ...]: the loss and the gradient of each differentiable input (of
     the returned loss), from one fused pass.  Inputs are CPU tensors of one float dtype."""
     call = _CALLS[name][0]
@@ -203,6 +196,19 @@ def _loss_op(
     out = [torch.from_numpy(np.array(loss, copy=True).reshape(np.shape(loss))).to(dtype)]
     out += [torch.from_numpy(g) for g in grads]
     return out
+
+
+@torch.library.custom_op("fusedloss::loss", mutates_args=())
+def _loss_op(
+    name: str,
+    inputs: List[torch.Tensor],
+    others: List[Optional[torch.Tensor]],
+    fparams: List[float],
+    iparams: List[int],
+    reduction: str,
+) -> List[torch.Tensor]:
+    """[loss, grad_0, ...] (_loss_impl) as a custom op: what tracers see."""
+    return _loss_impl(name, inputs, others, fparams, iparams, reduction)
 
 
 @_loss_op.register_fake
@@ -260,10 +266,14 @@ def _fused_again(ctx, xs, others):
 
 
 def _backward(ctx, grads):
-    g_loss = grads[0]
+    return _grads_for(ctx, _input_grads(ctx, grads[0]))
+
+
+def _input_grads(ctx, g_loss):
+    """The gradient of each differentiable input, given the loss's grad_output."""
     if g_loss is None:  # (not materialised) nothing flows into the loss
         ctx.owned = None
-        return _grads_for(ctx, [None] * ctx.n_inputs)
+        return [None] * ctx.n_inputs
     saved = ctx.saved_tensors
     k = ctx.n_inputs
     owned = ctx.eager
@@ -280,7 +290,7 @@ def _backward(ctx, grads):
                 ctx.name, list(xs), others, ctx.fparams, ctx.iparams, ctx.reduction
             )
             gin = torch.autograd.grad(loss, xs, g_loss, create_graph=True, allow_unused=True)
-        return _grads_for(ctx, list(gin))
+        return list(gin)
     if owned:
         fused = ctx.owned if ctx.owned is not None else _fused_again(ctx, xs, others)
         ctx.owned = None  # handed over: never touched again
@@ -298,7 +308,7 @@ def _backward(ctx, grads):
             out.append(g)  # loss.backward(): the fused gradient as it is
         else:
             out.append(g.mul_(g_loss) if owned else g * g_loss)  # one multiply by the scalar
-    return _grads_for(ctx, out)
+    return out
 
 
 def _is_one(g):
@@ -325,6 +335,29 @@ def _grads_for(ctx, input_grads):
 
 
 _loss_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerLoss(torch.autograd.Function):
+    """The eager path: the same forward (_loss_impl) and backward (_input_grads) as the
+    custom op, as a plain autograd.Function, which costs tens of microseconds a call
+    where the custom op's dispatch costs hundreds.  Tracers (torch.compile, opcheck, fake
+    tensors) get the custom op."""
+
+    @staticmethod
+    def forward(ctx, name, others, fparams, iparams, reduction, *xs):
+        res = _loss_impl(name, list(xs), others, fparams, iparams, reduction)
+        ctx.name, ctx.reduction = name, reduction
+        ctx.fparams, ctx.iparams = fparams, iparams
+        ctx.n_inputs = len(xs)
+        ctx.others_none = [o is None for o in others]
+        ctx.eager = True
+        ctx.owned = res[1:]  # handed over by the first backward (see _setup_context)
+        ctx.save_for_backward(*xs, *(o for o in others if o is not None))
+        return res[0]
+
+    @staticmethod
+    def backward(ctx, g_loss):
+        return (None, None, None, None, None, *_input_grads(ctx, g_loss))
 
 
 def _torch_formula(name, xs, others, fp, ip, reduction):
@@ -411,9 +444,10 @@ def _run(name, xs, others, fparams, iparams, reduction):
         if o is not None and o.is_floating_point() and o.dtype != dt:
             o = o.to(dt)
         conv.append(o)
-    return _loss_op(
-        name, list(xs), conv, [float(v) for v in fparams], [int(v) for v in iparams], reduction
-    )[0]
+    fparams, iparams = [float(v) for v in fparams], [int(v) for v in iparams]
+    if _traced(list(xs) + [o for o in conv if o is not None]):
+        return _loss_op(name, list(xs), conv, fparams, iparams, reduction)[0]
+    return _EagerLoss.apply(name, conv, fparams, iparams, reduction, *xs)
 
 
 def _legacy(size_average, reduce):
