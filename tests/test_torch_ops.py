@@ -524,3 +524,24 @@ def test_torch_func_transforms_fall_back():
     torch.testing.assert_close(g, want)
     batched = torch.func.vmap(lambda z: FL.mse_loss(z, torch.zeros(4, dtype=torch.float64)))(x)
     torch.testing.assert_close(batched, (x * x).mean(dim=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_channel_first_inputs_use_class_axis_1(dtype):
+    # (N, C, d) with C == d, and a segmentation layout: class axis 1, as PyTorch's,
+    # computed in place of that layout; probability targets too
+    g = torch.Generator().manual_seed(7)
+    for shape in [(2, 4, 4), (3, 5, 6, 7), (2, 21, 8, 8)]:
+        x = torch.randn(shape, dtype=dtype, generator=g)
+        t = torch.randint(0, shape[1], (shape[0],) + shape[2:], generator=g)
+        p = torch.softmax(torch.randn(shape, dtype=dtype, generator=g), dim=1)
+        for target in (t, p):
+            for reduction in ("mean", "none"):
+                a_in, b_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+                a = FL.cross_entropy(a_in, target, reduction=reduction, label_smoothing=0.1)
+                b = F.cross_entropy(b_in, target, reduction=reduction, label_smoothing=0.1)
+                torch.testing.assert_close(a, b, **_tol(dtype))
+                up = torch.rand(b.shape, dtype=dtype, generator=g)
+                (ga,) = torch.autograd.grad(a, a_in, up)
+                (gb,) = torch.autograd.grad(b, b_in, up)
+                torch.testing.assert_close(ga, gb, **_tol(dtype))
