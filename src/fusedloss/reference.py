@@ -216,8 +216,8 @@ def _moved_class_axis(fn, args, first):
         raise ValueError("grad_out is only used with return_grad=True")
     if bufs[1] is not None and not args.get("return_hess"):
         raise ValueError("hess_out is only used with return_hess=True")
-    kw[first] = np.moveaxis(x, ax, -1)
-    res = fn(kw.pop(first), t, **kw)
+    del kw[first]
+    res = fn(np.moveaxis(x, ax, -1), t, **kw)
     if not isinstance(res, tuple):
         return res
     back = [res[0]]

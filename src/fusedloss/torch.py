@@ -231,22 +231,30 @@ def _traced(tensors):
 
 def _setup_context(ctx, inputs, output):
     name, xs, others, fparams, iparams, reduction = inputs
+    # the fused-gradient outputs get no gradient of their own: without these two, autograd
+    # would materialise a zero tensor of the input's size for each in every backward (a
+    # full pass, and fresh pages, for nothing)
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)
+    eager = not _traced(list(output) + list(xs))
+    _remember(ctx, inputs, output[1:], eager)
+
+
+def _remember(ctx, inputs, fused, eager):
+    """What the backward needs of a call (the op's arguments `inputs`, its fused
+    gradients), on ctx: the custom op's and the eager autograd.Function's alike."""
+    name, xs, others, fparams, iparams, reduction = inputs
     ctx.name, ctx.reduction = name, reduction
     ctx.fparams, ctx.iparams = fparams, iparams
     ctx.n_inputs, ctx.n_others = len(xs), len(others)
     ctx.n_fp, ctx.n_ip = len(fparams), len(iparams)
     ctx.others_none = [o is None for o in others]
     present = [o for o in others if o is not None]
+    ctx.eager = eager
     ctx.owned = None
-    # the fused-gradient outputs get no gradient of their own: without these two, autograd
-    # would materialise a zero tensor of the input's size for each in every backward (a
-    # full pass, and fresh pages, for nothing)
-    ctx.mark_non_differentiable(*output[1:])
-    ctx.set_materialize_grads(False)
-    ctx.eager = not _traced(list(output) + list(xs))
-    if not ctx.eager:
+    if not eager:
         # the fused gradients, and the inputs for a double backward (references)
-        ctx.save_for_backward(*output[1:], *xs, *present)
+        ctx.save_for_backward(*fused, *xs, *present)
     else:
         # Eager: the fused gradients are the op's own new tensors (the public functions
         # return only the loss), handed over to autograd by the first backward, which
@@ -254,7 +262,7 @@ def _setup_context(ctx, inputs, output):
         # scales them in place otherwise.  A retained graph's next backward recomputes
         # them from the saved inputs: bitwise the same, nothing written into a tensor
         # anybody else holds.
-        ctx.owned = [g.detach() for g in output[1:]]  # no autograd history of their own
+        ctx.owned = [g.detach() for g in fused]  # no autograd history of their own
         ctx.save_for_backward(*xs, *present)
 
 
@@ -345,14 +353,9 @@ class _EagerLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, name, others, fparams, iparams, reduction, *xs):
-        res = _loss_impl(name, list(xs), others, fparams, iparams, reduction)
-        ctx.name, ctx.reduction = name, reduction
-        ctx.fparams, ctx.iparams = fparams, iparams
-        ctx.n_inputs = len(xs)
-        ctx.others_none = [o is None for o in others]
-        ctx.eager = True
-        ctx.owned = res[1:]  # handed over by the first backward (see _setup_context)
-        ctx.save_for_backward(*xs, *(o for o in others if o is not None))
+        inputs = (name, list(xs), others, fparams, iparams, reduction)
+        res = _loss_impl(*inputs)
+        _remember(ctx, inputs, res[1:], True)
         return res[0]
 
     @staticmethod
